@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything installs into .venv
+# from the pinned lock; all runtime state lives in .assay/ (git-ignored; `make clean` removes it).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '/target/')
+
+.PHONY: install demo test test-slow ui clean bench lock
+
+install: $(INSTALLED) $(MANIFEST)
+
+$(INSTALLED): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH (or: make PYTHON=python3)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# The dbt manifest is prepared at setup, never at import (dagster-dbt reads it when definitions load).
+$(MANIFEST): $(INSTALLED) $(DBT_SOURCES)
+	$(BIN)/assay dbt-parse
+
+demo: install
+	$(BIN)/assay demo
+
+test: install
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow
+
+ui: install
+	$(BIN)/assay ui
+
+bench: install
+	$(BIN)/python bench/foundation.py
+
+clean:
+	rm -rf .assay
+
+# Recompile the lock from requirements.in in a throwaway venv.
+lock:
+	rm -rf /tmp/assay-lock && $(PYTHON) -m venv /tmp/assay-lock
+	/tmp/assay-lock/bin/pip install --quiet -r requirements.in
+	{ head -2 requirements.lock; /tmp/assay-lock/bin/pip freeze --exclude-editable | grep -v '^setuptools=='; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock

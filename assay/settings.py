@@ -1,0 +1,91 @@
+"""Where Assay keeps its state, and which environment it runs in.
+
+Every piece of state of the embedded default (Dagster home, DuckDB warehouse, MLflow store, landing
+zone, quarantine, snapshots) lives under one folder, so `make clean` is one `rm -rf` and a test can
+point the whole platform at a temporary folder by setting one variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ENVIRONMENTS = ("local", "kubernetes")
+
+
+def environment() -> str:
+    """The one switch between the embedded default and the cluster (`ASSAY_ENV`)."""
+    env = os.environ.get("ASSAY_ENV", "local")
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"ASSAY_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
+    return env
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Paths inside the state folder; derived, never configured one by one."""
+
+    root: Path
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.root / "snapshots"
+
+    @property
+    def mlflow(self) -> Path:
+        return self.root / "mlflow"
+
+
+def state() -> StateLayout:
+    return StateLayout(Path(os.environ.get("ASSAY_HOME", REPO_ROOT / ".assay")).resolve())
+
+
+def usecases_dir() -> Path:
+    """Spec files are found here; tests point it at a folder holding a single spec."""
+    return Path(os.environ.get("ASSAY_USECASES_DIR", REPO_ROOT / "usecases")).resolve()
+
+
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+_DAGSTER_YAML = """\
+# Written by assay on first use; the embedded default instance (SQLite under this folder).
+telemetry:
+  enabled: false
+run_queue:
+  max_concurrent_runs: 4
+"""
+
+
+def prepare_environment() -> StateLayout:
+    """Create the state folder and export the variables every process (Dagster, dbt) reads.
+
+    Called by the CLI before it starts Dagster or dbt, and by definitions.py, so a run launched
+    from the UI sees the same warehouse as `assay replay` and the tests.
+    """
+    layout = state()
+    for path in (layout.dagster_home, layout.landing, layout.quarantine, layout.snapshots):
+        path.mkdir(parents=True, exist_ok=True)
+    dagster_yaml = layout.dagster_home / "dagster.yaml"
+    if not dagster_yaml.exists():
+        dagster_yaml.write_text(_DAGSTER_YAML)
+    os.environ.setdefault("DAGSTER_HOME", str(layout.dagster_home))
+    os.environ["ASSAY_WAREHOUSE_PATH"] = str(layout.warehouse)  # dbt's profile reads it
+    return layout

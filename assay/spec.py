@@ -1,0 +1,254 @@
+"""The use-case spec: what a team declares so the platform can build its whole asset graph.
+
+A spec is a YAML file in usecases/. It is validated on load; any error names the file and the
+field (`usecases/flights.yaml: tables.flights.columns.dep_time.type: ...`), because a spec error
+found at run time, halfway through a backfill, is far more expensive than one found at load.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+ColumnType = Literal["int", "float", "string", "timestamp"]
+
+
+class SpecError(ValueError):
+    """A spec file that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    # Unknown fields are errors: a misspelt threshold must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Column(_Strict):
+    type: ColumnType
+    nullable: bool = False
+    max_null_rate: float | None = Field(default=None, ge=0, le=1)
+    min: float | None = None
+    max: float | None = None
+    accepted_values: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Column:
+        if self.max_null_rate is not None and not self.nullable:
+            raise ValueError("max_null_rate needs nullable: true")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "float"):
+            raise ValueError(f"min/max apply to numeric columns, not {self.type}")
+        return self
+
+
+class Volume(_Strict):
+    """A partition's row count must lie within [min_ratio, max_ratio] x the trailing median."""
+
+    trailing_days: int = Field(default=7, ge=1)
+    min_ratio: float = Field(default=0.5, gt=0)
+    max_ratio: float = Field(default=2.0, gt=0)
+
+
+class Table(_Strict):
+    description: str = ""
+    partitioned: bool = False
+    date_columns: list[str] | None = None
+    key: list[str]
+    columns: dict[str, Column]
+    volume: Volume | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Table:
+        for field, names in (("key", self.key), ("date_columns", self.date_columns or [])):
+            missing = [n for n in names if n not in self.columns]
+            if missing:
+                raise ValueError(f"{field} names columns not in the contract: {missing}")
+        if self.partitioned and not self.date_columns:
+            raise ValueError("a partitioned table needs date_columns (year, month, day)")
+        if self.date_columns and len(self.date_columns) != 3:
+            raise ValueError("date_columns must be [year, month, day]")
+        return self
+
+
+class Partitions(_Strict):
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Partitions:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class FeatureColumns(_Strict):
+    numeric: list[str] = []
+    categorical: list[str] = []
+
+
+class Features(_Strict):
+    dbt_models: list[str] = Field(min_length=1)
+    entity: str
+    timestamp: str
+    target: str
+    task: Literal["binary_classification", "regression"]
+    columns: FeatureColumns
+    slices: list[str] = []
+
+    @property
+    def training_model(self) -> str:
+        """The dbt model whose rows make the training set (the last one listed)."""
+        return self.dbt_models[-1]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Features:
+        features = set(self.columns.numeric) | set(self.columns.categorical)
+        if not features:
+            raise ValueError("columns: declare at least one feature")
+        if self.target in features:
+            raise ValueError(f"the target {self.target!r} cannot also be a feature")
+        unknown_slices = [s for s in self.slices if s not in features]
+        if unknown_slices:
+            raise ValueError(f"slices must be feature columns: {unknown_slices}")
+        return self
+
+
+class Training(_Strict):
+    window_days: int = Field(ge=2)
+    holdout_days: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _holdout_inside_window(self) -> Training:
+        if self.holdout_days >= self.window_days:
+            raise ValueError("holdout_days must be shorter than window_days")
+        return self
+
+
+class Gates(_Strict):
+    """Model-gate thresholds; read by the model stage, validated here so typos fail at load."""
+
+    min_roc_auc: float | None = None
+    min_pr_auc: float | None = None
+    max_rmse: float | None = None
+    max_mae: float | None = None
+    max_regression: float = 0.0
+    max_slice_gap: float | None = None
+    min_slice_size: int = 100
+    max_calibration_error: float | None = None
+    max_plausible_roc_auc: float | None = None
+
+
+class Release(_Strict):
+    strategy: list[Literal["shadow", "canary", "full"]] = ["full"]
+    canary_weight: int = Field(default=10, ge=1, le=99)
+    environments: list[str] = ["staging"]
+    latency_p99_ms: float = 10
+
+
+def _duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    match = re.fullmatch(r"(\d+)([mhd])", str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration like 30m, 26h or 8d")
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    return timedelta(**{units[match.group(2)]: int(match.group(1))})
+
+
+class Freshness(_Strict):
+    """How old each stage may get before it is shown as stale."""
+
+    raw: timedelta = timedelta(hours=26)
+    features: timedelta = timedelta(hours=28)
+    training_set: timedelta = timedelta(days=8)
+
+    @field_validator("raw", "features", "training_set", mode="before")
+    @classmethod
+    def _parse(cls, value: object) -> timedelta:
+        parsed = _duration(value)
+        if parsed < timedelta(minutes=1):
+            raise ValueError("freshness windows must be at least 1m")
+        return parsed
+
+
+class UseCase(_Strict):
+    name: str
+    description: str
+    owner: str
+    source: str
+    partitions: Partitions
+    tables: dict[str, Table]
+    features: Features
+    training: Training
+    models: list[Literal["lightgbm", "torch"]] = Field(min_length=1)
+    gates: Gates = Gates()
+    release: Release = Release()
+    freshness: Freshness = Freshness()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError("must be lower_snake_case (it prefixes asset keys and a schema)")
+        return value
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str) -> str:
+        if not (value.startswith("team:") or "@" in value):
+            raise ValueError("must be 'team:<name>' or an email address (Dagster's owner format)")
+        return value
+
+    @model_validator(mode="after")
+    def _tables(self) -> UseCase:
+        if not any(t.partitioned for t in self.tables.values()):
+            raise ValueError("tables: at least one table must be partitioned by day")
+        for name in self.tables:
+            if not NAME.match(name):
+                raise ValueError(f"tables.{name}: table names must be lower_snake_case")
+        return self
+
+    @property
+    def partitioned_tables(self) -> list[str]:
+        return [n for n, t in self.tables.items() if t.partitioned]
+
+    @property
+    def dimension_tables(self) -> list[str]:
+        return [n for n, t in self.tables.items() if not t.partitioned]
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        lines.append(f"{where}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_spec(path: Path) -> UseCase:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
+    try:
+        spec = UseCase.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: {_describe(exc)}") from None
+    if spec.name != path.stem:
+        raise SpecError(f"{path}: name: {spec.name!r} must match the file name {path.stem!r}")
+    return spec
+
+
+def load_specs(folder: Path) -> list[UseCase]:
+    paths = sorted(folder.glob("*.yaml"))
+    if not paths:
+        raise SpecError(f"{folder}: no use-case specs (*.yaml) found")
+    return [load_spec(p) for p in paths]

@@ -1,0 +1,102 @@
+"""`assay status`: each use case, its assets' latest state, and its gate results, from the instance.
+
+Reads the Dagster instance the UI reads (no run is started, the warehouse is not opened), so it is
+safe to call while runs are in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from assay.runs import load_definitions
+
+
+def _when(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds") if timestamp else None
+
+
+def _asset_state(instance: dg.DagsterInstance, spec: dg.AssetSpec) -> dict:
+    event = instance.get_latest_materialization_event(spec.key)
+    state: dict = {"key": spec.key.to_user_string(), "stage": spec.tags.get("stage"), "materialized": event is not None}
+    if spec.partitions_def is not None:
+        state["partitions_materialized"] = len(instance.get_materialized_partitions(spec.key))
+    if event is None:
+        state["fresh"] = False
+        return state
+    materialization = event.asset_materialization
+    metadata = materialization.metadata if materialization else {}
+    state.update(
+        last_materialized=_when(event.timestamp),
+        last_partition=materialization.partition if materialization else None,
+        run_id=event.run_id,
+        data_version=materialization.tags.get("dagster/data_version") if materialization and materialization.tags else None,
+        row_count=metadata["dagster/row_count"].value if "dagster/row_count" in metadata else None,
+    )
+    policy = spec.freshness_policy
+    fail_window = getattr(policy, "fail_window", None)
+    if fail_window is not None:
+        # The freshness daemon shows the same in the UI; computing it here keeps the CLI daemon-free.
+        age = time.time() - event.timestamp
+        state["fresh"] = age <= fail_window.to_timedelta().total_seconds()
+    return state
+
+
+def _gate_state(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> dict:
+    record = instance.get_latest_asset_check_evaluation_record(check_key)
+    gate = {"asset": check_key.asset_key.to_user_string(), "check": check_key.name}
+    if record is None or record.event is None or record.event.dagster_event is None:
+        return {**gate, "result": "not evaluated"}
+    evaluation = record.event.dagster_event.event_specific_data.evaluation
+    return {
+        **gate,
+        "result": "passed" if evaluation.passed else "failed",
+        "description": evaluation.description,
+        "evaluated": _when(record.create_timestamp),
+        "partition": record.partition,
+        "run_id": record.run_id,
+    }
+
+
+def collect_status(defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None) -> dict:
+    defs = defs or load_definitions()
+    instance = instance or dg.DagsterInstance.get()
+    specs = defs.resolve_all_asset_specs()
+    check_keys = defs.resolve_asset_graph().asset_check_keys
+    report: dict = {"use_cases": {}}
+    for use_case in sorted({s.key.path[0] for s in specs}):
+        assets = [_asset_state(instance, s) for s in specs if s.key.path[0] == use_case]
+        gates = [_gate_state(instance, k) for k in sorted(check_keys, key=str) if k.asset_key.path[0] == use_case]
+        report["use_cases"][use_case] = {
+            "assets": assets,
+            "gates": gates,
+            "summary": {
+                "assets": len(assets),
+                "materialized": sum(a["materialized"] for a in assets),
+                "stale": sum(a["materialized"] and not a.get("fresh", True) for a in assets),
+                "gates_passed": sum(g["result"] == "passed" for g in gates),
+                "gates_failed": sum(g["result"] == "failed" for g in gates),
+                "gates_not_evaluated": sum(g["result"] == "not evaluated" for g in gates),
+            },
+        }
+    return report
+
+
+def render_status(report: dict) -> str:
+    lines = []
+    for use_case, body in report["use_cases"].items():
+        s = body["summary"]
+        lines.append(
+            f"{use_case}: {s['materialized']}/{s['assets']} assets materialized, {s['stale']} stale; "
+            f"gates {s['gates_passed']} passed, {s['gates_failed']} failed, {s['gates_not_evaluated']} not evaluated"
+        )
+        for asset in body["assets"]:
+            rows = f", {asset['row_count']} rows" if asset.get("row_count") is not None else ""
+            when = asset.get("last_materialized") or "never"
+            lines.append(f"  {asset['key']:<40} {when}{rows}")
+        for gate in body["gates"]:
+            if gate["result"] == "failed":
+                lines.append(f"  FAILED {gate['asset']}:{gate['check']}: {gate.get('description')}")
+    return "\n".join(lines)

@@ -1,0 +1,201 @@
+"""Raw assets: one per source table of a use case, loaded from the landing zone into DuckDB.
+
+Each materialization reads one landing file, holds it to the table's contract, and replaces the
+partition in one transaction, so a rerun replaces and never duplicates. Its checks are the data
+gates; they are declared on the asset itself because they are computed from the frame that was
+just read (no second pass over the warehouse, no extra step per partition).
+"""
+
+
+import hashlib
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+import polars as pl
+
+from assay.contract import (
+    DUCKDB_TYPES,
+    ContractViolation,
+    GateResult,
+    content_hash,
+    null_rate_gate,
+    read_landing_file,
+    sha256_file,
+    value_range_gate,
+    volume_gate,
+)
+from assay.spec import Table, UseCase
+from resources.landing_zone import LandingZone
+from resources.warehouse import Warehouse
+
+GATES = {
+    "contract": "The landing file has the contract's columns and types, parses completely, has no "
+    "duplicate keys and only rows of its own day. A failing file is quarantined and nothing stored changes.",
+    "volume": "The partition's row count is within the contract's ratio of the trailing median: "
+    "protects against a partial or doubled delivery.",
+    "null_rates": "No column has more nulls than the contract allows: protects features from a "
+    "silently broken upstream field.",
+    "value_ranges": "Every value lies within the contract's range or accepted values: protects "
+    "against unit changes and sentinel values.",
+}
+LINEAGE_COLUMNS = {"_landing_file": "VARCHAR", "_landing_sha256": "VARCHAR", "_loaded_at": "TIMESTAMP"}
+
+
+def raw_table_name(use_case: str, table: str) -> str:
+    return f"{use_case}.raw_{table}"
+
+
+def table_schema(table: Table) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, column.type, constraints=dg.TableColumnConstraints(nullable=column.nullable))
+            for name, column in table.columns.items()
+        ]
+    )
+
+
+def contract_version(table: Table) -> str:
+    """Code version of a raw asset: the contract it enforces (a contract change is a code change)."""
+    return hashlib.sha256(table.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _create_table(connection, use_case: str, name: str, table: Table) -> None:
+    columns = [f'"{c}" {DUCKDB_TYPES[col.type]}' for c, col in table.columns.items()]
+    if table.partitioned:
+        columns.append("_partition DATE NOT NULL")
+    columns += [f"{c} {t}" for c, t in LINEAGE_COLUMNS.items()]
+    connection.execute(f"CREATE SCHEMA IF NOT EXISTS {use_case}")
+    connection.execute(f"CREATE TABLE IF NOT EXISTS {raw_table_name(use_case, name)} ({', '.join(columns)})")
+
+
+def _trailing_counts(connection, qualified: str, partition: date, days: int) -> list[int]:
+    rows = connection.execute(
+        f"SELECT count(*) FROM {qualified} WHERE _partition >= ? AND _partition < ? GROUP BY _partition",
+        [partition - timedelta(days=days), partition],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def store_partition(
+    warehouse: Warehouse, use_case: str, name: str, table: Table, frame: pl.DataFrame,
+    partition: date | None, landing_file: str, landing_sha256: str,
+) -> list[int]:
+    """Replace one partition (or the whole dimension) atomically; return the trailing counts."""
+    qualified = raw_table_name(use_case, name)
+    stamped = frame.with_columns(
+        *([pl.lit(partition).alias("_partition")] if table.partitioned else []),
+        pl.lit(landing_file).alias("_landing_file"),
+        pl.lit(landing_sha256).alias("_landing_sha256"),
+        pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("_loaded_at"),
+    )
+    with warehouse.writer() as connection:
+        _create_table(connection, use_case, name, table)
+        trailing = []
+        if table.partitioned and table.volume:
+            trailing = _trailing_counts(connection, qualified, partition, table.volume.trailing_days)
+        connection.register("incoming", stamped.to_arrow())
+        connection.execute("BEGIN TRANSACTION")
+        try:
+            if table.partitioned:
+                connection.execute(f"DELETE FROM {qualified} WHERE _partition = ?", [partition])
+            else:
+                connection.execute(f"DELETE FROM {qualified}")
+            connection.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM incoming")
+            connection.execute("COMMIT")
+        except Exception:
+            connection.execute("ROLLBACK")
+            raise
+    return trailing
+
+
+def _check(asset_key: dg.AssetKey, result: GateResult) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=result.name,
+        passed=result.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=result.description,
+        metadata={k: v if isinstance(v, (int, float, str)) else dg.MetadataValue.json(v)
+                  for k, v in result.metadata.items() if v is not None},
+    )
+
+
+def build_raw_asset(
+    spec: UseCase, name: str, table: Table, partitions: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    key = dg.AssetKey([spec.name, f"raw_{name}"])
+
+    @dg.asset(
+        key=key,
+        description=f"{table.description}\n\nLoaded from the landing zone into DuckDB "
+        f"`{raw_table_name(spec.name, name)}`, held to the contract in `usecases/{spec.name}.yaml`.",
+        partitions_def=partitions if table.partitioned else None,
+        group_name=f"{spec.name}_ingest",
+        owners=[spec.owner],
+        kinds={"duckdb", "polars"},
+        tags={"stage": "raw", "use_case": spec.name},
+        code_version=contract_version(table),
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness.raw),
+        metadata={
+            "dagster/table_name": f"warehouse.{raw_table_name(spec.name, name)}",
+            "dagster/column_schema": table_schema(table),
+            "contract_key": ", ".join(table.key),
+        },
+        check_specs=[dg.AssetCheckSpec(g, asset=key, blocking=True, description=d) for g, d in GATES.items()],
+        # A quarantined file materializes nothing: the partition keeps its previous data and version.
+        output_required=False,
+    )
+    def raw_table(context: dg.AssetExecutionContext, landing: LandingZone, warehouse: Warehouse):
+        partition_key = context.partition_key if table.partitioned else None
+        partition = date.fromisoformat(partition_key) if partition_key else None
+        path = landing.path_for(spec.name, name, partition_key)
+        if not path.exists():
+            earlier = landing.quarantined(spec.name, name, partition_key)
+            note = f" (its last delivery was quarantined: {earlier[-1]['reason']})" if earlier else ""
+            raise dg.Failure(f"{spec.name}/{name}: no landing file at {path}{note}")
+        landing_sha256 = sha256_file(path)
+        try:
+            frame = read_landing_file(path, table, partition)
+        except ContractViolation as violation:
+            moved_to = landing.quarantine(spec.name, name, path, violation)
+            yield _check(key, GateResult(
+                "contract", False, f"{violation} (quarantined to {moved_to})",
+                {**violation.as_metadata(), "quarantined_to": str(moved_to), "landing_sha256": landing_sha256},
+            ))
+            raise dg.Failure(
+                description=f"{violation}; file quarantined to {moved_to}; the stored partition is unchanged",
+                allow_retries=False,
+            )
+
+        trailing = store_partition(
+            warehouse, spec.name, name, table, frame, partition, str(path), landing_sha256
+        )
+        version = content_hash(frame, table)
+        checks = [
+            GateResult("contract", True, "the file conforms to the contract",
+                       {"rows": frame.height, "landing_sha256": landing_sha256}),
+            volume_gate(frame.height, table, trailing),
+            null_rate_gate(frame, table),
+            value_range_gate(frame, table),
+        ]
+        yield dg.MaterializeResult(
+            asset_key=key,
+            data_version=dg.DataVersion(version),
+            metadata={
+                "dagster/row_count": frame.height,
+                "dagster/column_schema": table_schema(table),
+                "landing_file": dg.MetadataValue.path(str(path)),
+                "landing_sha256": landing_sha256,
+                "content_hash": version,
+                "table": raw_table_name(spec.name, name),
+            },
+            check_results=[_check(key, c) for c in checks],
+        )
+
+    return raw_table
+
+
+def build_raw_assets(spec: UseCase, partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    return [build_raw_asset(spec, name, table, partitions) for name, table in spec.tables.items()]
+
+

@@ -1,0 +1,18 @@
+"""The code location: every use case in usecases/, built from its spec. Wiring only."""
+
+import dagster as dg
+
+from assay.settings import prepare_environment, usecases_dir
+from assay.spec import load_specs
+from assets.use_case import build_use_case
+from resources.environments import build_resources, dbt_project
+
+layout = prepare_environment()
+project = dbt_project()
+
+defs = dg.Definitions(
+    assets=[asset for spec in load_specs(usecases_dir()) for asset in build_use_case(spec, project)],
+    resources=build_resources(layout),
+    # One process per run, not per step: steps here are short, and each extra process costs ~3 s.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,1 @@
+"""How to reach things: warehouse, landing zone, dbt; see environments.py for the wiring."""

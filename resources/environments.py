@@ -1,0 +1,36 @@
+"""The resources each environment wires, one implementation per role behind each key."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from dagster_dbt import DbtCliResource, DbtProject
+
+from assay.settings import DBT_PROJECT_DIR, StateLayout
+from resources.landing_zone import LandingZone
+from resources.warehouse import Warehouse
+
+
+def dbt_project() -> DbtProject:
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+    if not project.manifest_path.exists():
+        raise FileNotFoundError(
+            f"{project.manifest_path} is missing: the dbt manifest is prepared at setup "
+            "(`make install` or `assay dbt-parse`), never at import"
+        )
+    return project
+
+
+def build_resources(layout: StateLayout) -> dict[str, object]:
+    # Both environments (ASSAY_ENV) use these three: at scale the state folder is the code
+    # location's volume (platform/k8s). Training and serving are where the environments differ.
+    return {
+        "landing": LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine)),
+        "warehouse": Warehouse(path=str(layout.warehouse)),
+        "dbt": DbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR),
+            profiles_dir=str(DBT_PROJECT_DIR),
+            dbt_executable=str(Path(sys.executable).parent / "dbt"),
+        ),
+    }
