@@ -61,7 +61,8 @@ def build_feature_assets(
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
-        select=" ".join(f"+{model}" for model in spec.features.dbt_models),
+        # The use case's folder: its feature models, their staging, and what their tests refer to.
+        select=f"path:models/{spec.name}",
         name=f"{spec.name}_features",
         partitions_def=partitions,
         dagster_dbt_translator=UseCaseTranslator(spec),
