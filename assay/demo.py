@@ -3,7 +3,9 @@ and say what was built, which gates passed, and where to look."""
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import os
+import sys
 import time
 from datetime import timedelta
 
@@ -17,8 +19,27 @@ from assay.status import collect_status
 from resources.landing_zone import LandingZone
 
 
+@contextlib.contextmanager
+def _output_to(path):
+    """Send the runs' console output (dbt's included) to a log file; the summary stays readable."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
 def run_demo(days: int) -> int:
-    logging.getLogger("dagster").setLevel(logging.WARNING)  # the runs' step logs live in the UI
     layout = state()
     landing = LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine))
     defs = load_definitions()
@@ -30,7 +51,8 @@ def run_demo(days: int) -> int:
         landed = replay(spec, landing, start, days)
         print(f"{spec.name}: landed {len(landed)} files for {start}..{start + timedelta(days=days - 1)}")
         window = [(start + timedelta(days=i)).isoformat() for i in range(days)]
-        runs = materialize_window(defs, instance, spec, window)
+        with _output_to(layout.root / "demo.log"):
+            runs = materialize_window(defs, instance, spec, window)
         failures += sum(not run.success for run in runs)
         print(f"  raw days loaded: {sum(r.what == 'raw' and r.success for r in runs)}/{days}")
         for run in runs:
@@ -50,6 +72,7 @@ def run_demo(days: int) -> int:
         f"\nWhere to look:\n"
         f"  make ui                   Dagster UI on http://127.0.0.1:3000 over this state\n"
         f"  .venv/bin/assay status    assets, partitions and gate results (--json for machines)\n"
-        f"  {layout.root}  all state: warehouse.duckdb, landing/, quarantine/, snapshots/, dagster/"
+        f"  {layout.root}  all state: warehouse.duckdb, landing/, quarantine/, snapshots/, dagster/\n"
+        f"  {layout.root / 'demo.log'}  the runs' console output (dbt's included)"
     )
     return 1 if failures else 0

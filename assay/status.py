@@ -49,7 +49,7 @@ def _gate_state(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> di
     gate = {"asset": check_key.asset_key.to_user_string(), "check": check_key.name}
     if record is None or record.event is None or record.event.dagster_event is None:
         return {**gate, "result": "not evaluated"}
-    evaluation = record.event.dagster_event.event_specific_data.evaluation
+    evaluation = record.event.dagster_event.event_specific_data
     return {
         **gate,
         "result": "passed" if evaluation.passed else "failed",

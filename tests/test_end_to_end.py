@@ -14,6 +14,7 @@ import pytest
 
 from assay.replay import replay
 from assay.runs import load_definitions, materialize_window
+from assay.settings import REPO_ROOT
 from assay.status import collect_status
 from conftest import venv_bin
 
@@ -108,3 +109,12 @@ def test_assay_status_reports_assets_and_gates_as_json(built, assay_home):
 def test_every_flights_asset_is_materialized_after_the_window(built, defs, instance):
     summary = collect_status(defs, instance)["use_cases"]["flights"]["summary"]
     assert summary["materialized"] == summary["assets"] >= 10
+
+
+def test_dagster_validates_the_workspace(assay_home):
+    result = subprocess.run(
+        [venv_bin("dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Validation successful" in result.stdout + result.stderr

@@ -1,0 +1,2 @@
+select faa, name as airport_name, lat, lon, alt, tz, dst, tzone
+from {{ source('flights', 'raw_airports') }}
