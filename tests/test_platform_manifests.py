@@ -374,7 +374,7 @@ def test_the_daemon_queues_runs(values):
     assert coordinator["config"]["queuedRunCoordinator"]["maxConcurrentRuns"] > 0
 
 
-def test_every_pool_defaults_to_one_slot_for_the_single_duckdb_writer(values):
+def test_every_pool_defaults_to_one_slot(values):
     concurrency = values["concurrency"]
     assert concurrency["enabled"] is True
     assert concurrency["pools"] == {"defaultLimit": 1, "granularity": "op"}

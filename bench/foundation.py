@@ -1,0 +1,150 @@
+"""Foundation benchmark: does a day's increment stay flat as history grows, and how fast is loading?
+
+    .venv/bin/python bench/foundation.py [--reps 3]
+
+Measured side by side in one run: two state folders, one with 30 days loaded and one with 180,
+take their next days alternately through the same path the sensors will use (land the day's files,
+the raw partitions' run, the features run for that day). Also: code-location load time in a fresh
+process, and ingestion throughput (contract validation + atomic DuckDB write). The Markdown table
+goes to stdout's end and to bench/RESULTS.md; the runs' own output (dbt's) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("ASSAY_HOME", tempfile.mkdtemp(prefix="assay-bench-"))
+
+import dagster as dg  # noqa: E402
+import duckdb  # noqa: E402
+
+from assay.contract import read_landing_file, sha256_file  # noqa: E402
+from assay.replay import replay  # noqa: E402
+from assay.runs import load_definitions  # noqa: E402
+from assay.settings import StateLayout, prepare_environment  # noqa: E402
+from assay.spec import load_spec  # noqa: E402
+from assets.ingest import store_partition  # noqa: E402
+from resources.landing_zone import LandingZone  # noqa: E402
+from resources.warehouse import Warehouse  # noqa: E402
+
+START = date(2013, 1, 1)
+SPEC = load_spec(REPO / "usecases" / "flights.yaml")
+
+
+def _summary(values: list[float]) -> str:
+    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+
+class History:
+    """A state folder holding `days` days of flights, loaded the way the raw assets load them."""
+
+    def __init__(self, days: int):
+        self.days = days
+        self.layout = StateLayout(Path(tempfile.mkdtemp(prefix=f"assay-bench-{days}d-")))
+        self._activate()
+        prepare_environment()
+        self.landing = LandingZone(root=str(self.layout.landing), quarantine_root=str(self.layout.quarantine))
+        self.warehouse = Warehouse(path=str(self.layout.warehouse))
+        replay(SPEC, self.landing, START, days)
+        for name, table in SPEC.tables.items():
+            for day in [START + timedelta(days=i) for i in range(days)] if table.partitioned else [None]:
+                path = self.landing.path_for(SPEC.name, name, day.isoformat() if day else None)
+                store_partition(self.warehouse, SPEC.name, name, table, read_landing_file(path, table, day),
+                                day, str(path), sha256_file(path))
+        self.defs = load_definitions()
+        self.instance = dg.DagsterInstance.from_config(str(self.layout.dagster_home))
+        self._run(None, [s.key for s in self.defs.resolve_all_asset_specs()
+                         if s.key.path[0] == "flights" and s.tags.get("stage") in ("staging", "features")],
+                  tags={"dagster/asset_partition_range_start": START.isoformat(),
+                        "dagster/asset_partition_range_end": (START + timedelta(days=days - 1)).isoformat()})
+        self.next_day = START + timedelta(days=days)
+
+    def _activate(self) -> None:
+        os.environ["ASSAY_HOME"] = str(self.layout.root)
+        os.environ["DAGSTER_HOME"] = str(self.layout.dagster_home)
+        os.environ["ASSAY_WAREHOUSE_PATH"] = str(self.layout.warehouse)
+
+    def _run(self, partition, selection, tags=None) -> None:
+        result = dg.materialize(list(self.defs.assets), resources=self.defs.resources, instance=self.instance,
+                                selection=selection, partition_key=partition, tags=tags or {}, raise_on_error=False)
+        if not result.success:
+            raise RuntimeError(f"benchmark run failed ({selection}, {partition}); see {self.layout.root}")
+
+    def increment(self) -> float:
+        """Land one day and build its raw partitions and features; wall seconds."""
+        self._activate()
+        day = self.next_day.isoformat()
+        began = time.perf_counter()
+        replay(SPEC, self.landing, self.next_day, 1)
+        self._run(day, [dg.AssetKey(["flights", "raw_flights"]), dg.AssetKey(["flights", "raw_weather"])])
+        self._run(day, [s.key for s in self.defs.resolve_all_asset_specs()
+                        if s.key.path[0] == "flights" and s.tags.get("stage") in ("staging", "features")])
+        elapsed = time.perf_counter() - began
+        self.next_day += timedelta(days=1)
+        return elapsed
+
+
+def code_location_load(reps: int) -> list[float]:
+    """Seconds for a fresh process to import definitions.py and build the Definitions."""
+    script = "import time; t=time.perf_counter(); import definitions; print(time.perf_counter()-t)"
+    return [float(subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                                 check=True).stdout.strip().splitlines()[-1]) for _ in range(reps)]
+
+
+def ingestion_rate(history: History, reps: int) -> list[float]:
+    """Rows per second through contract validation and the atomic partition write."""
+    table = SPEC.tables["flights"]
+    rates = []
+    for i in range(reps):
+        day = START + timedelta(days=i)
+        path = history.landing.path_for("flights", "flights", day.isoformat())
+        began = time.perf_counter()
+        frame = read_landing_file(path, table, day)
+        store_partition(history.warehouse, "flights", "flights", table, frame, day, str(path), sha256_file(path))
+        rates.append(frame.height / (time.perf_counter() - began))
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)  # dbt and Dagster write to fd 1; keep the report clean
+    lines = [f"# Assay foundation benchmark\n\nmachine: {os.cpu_count()} cores, "
+             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}, "
+             f"dagster {dg.__version__}, duckdb {duckdb.__version__}; {args.reps} repetitions, min / median / max\n"]
+    say = lines.append  # the report is written once, at the end
+    histories = [History(30), History(180)]
+    timings: dict[int, list[float]] = {h.days: [] for h in histories}
+    for _ in range(args.reps):  # alternate, so machine noise hits both sides alike
+        for history in histories:
+            timings[history.days].append(history.increment())
+    short, long = (statistics.median(timings[d]) for d in (30, 180))
+    say("| measure | result (s unless stated) |\n| --- | --- |")
+    for days, values in timings.items():
+        say(f"| daily increment (land, raw, features) with {days} days loaded | {_summary(values)} |")
+    say(f"| ratio 180 days / 30 days (median) | {long / short:.2f} (goal: within 1.20) |")
+    say(f"| code location load, fresh process | {_summary(code_location_load(args.reps))} (goal: < 3 s) |")
+    rates = ingestion_rate(histories[0], args.reps)
+    say(f"| ingestion, rows/s (validate + atomic write, one day of flights) | "
+          f"{min(rates):,.0f} / {statistics.median(rates):,.0f} / {max(rates):,.0f} |")
+    report = "\n".join(lines) + "\n"
+    (REPO / "bench" / "RESULTS.md").write_text(report)
+    os.write(real_stdout, report.encode())
+
+
+if __name__ == "__main__":
+    main()
