@@ -44,18 +44,17 @@ def _keys(defs: dg.Definitions, spec: UseCase, stage: str, partitioned: bool | N
     return keys
 
 
-def _run(defs, instance, what, selection, partition=None, tags=None) -> StepRun:
-    single = partition if partition and "..." not in partition else None
+def _run(defs, instance, what, selection, partition=None, tags=None, label=None) -> StepRun:
     result = dg.materialize(
         assets=list(defs.assets),
         resources=defs.resources,
         selection=selection,
-        partition_key=single,
+        partition_key=partition,
         instance=instance,
         tags={"dagster/from": "assay", **(tags or {})},
         raise_on_error=False,
     )
-    return StepRun(what, partition, result.success, result.run_id)
+    return StepRun(what, label or partition, result.success, result.run_id)
 
 
 def materialize_window(
@@ -71,7 +70,7 @@ def materialize_window(
     features = _keys(defs, spec, "features") + _keys(defs, spec, "staging")
     for first, last in loaded_segments([(r.partition, r.success) for r in runs if r.what == "raw"]):
         tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-        runs.append(_run(defs, instance, "features", features, partition=f"{first}...{last}", tags=tags))
+        runs.append(_run(defs, instance, "features", features, tags=tags, label=f"{first}...{last}"))
     built = [r for r in runs if r.what == "features"]
     if training and built and all(r.success for r in built):
         runs.append(_run(defs, instance, "training set", _keys(defs, spec, "training_set")))
