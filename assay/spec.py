@@ -100,6 +100,8 @@ class Features(_Strict):
     task: Literal["binary_classification", "regression"]
     columns: FeatureColumns
     slices: list[str] = []
+    # Source columns only known after the prediction time; the leakage gate refuses them as features.
+    known_after_prediction: list[str] = []
 
     @property
     def training_model(self) -> str:
@@ -113,6 +115,9 @@ class Features(_Strict):
             raise ValueError("columns: declare at least one feature")
         if self.target in features:
             raise ValueError(f"the target {self.target!r} cannot also be a feature")
+        late = sorted(features & set(self.known_after_prediction))
+        if late:
+            raise ValueError(f"features known only after the prediction time: {late}")
         unknown_slices = [s for s in self.slices if s not in features]
         if unknown_slices:
             raise ValueError(f"slices must be feature columns: {unknown_slices}")

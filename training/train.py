@@ -1,0 +1,251 @@
+"""The training entrypoint: one program for every environment, run through Dagster Pipes.
+
+    python -m training.train      (launched by Assay: a subprocess locally, a GPU pod on Kubernetes)
+
+It imports `dagster_pipes`, never Dagster: the same code runs in a pod built from any image that has
+the training stack. It reads the frozen training-set snapshot, splits it by time, trains one model
+family, scores it (and the current champion) on the same holdout, logs everything to MLflow,
+registers a model version with its provenance, and reports the metadata and the gates back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from dagster_pipes import PipesContext, open_dagster_pipes
+
+from training.artifacts import payload_sha256
+from training.evaluation import (
+    PRIMARY,
+    Gate,
+    calibration_gate,
+    floor_gate,
+    leakage_gate,
+    metrics,
+    no_regression_gate,
+    slice_parity_gate,
+    slice_table,
+)
+from training.tabular import FeatureSet
+
+TRAINING_DIR = Path(__file__).resolve().parent
+GATE_TAG = "assay.gate."
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """Everything the orchestrator passes in (Pipes extras); nothing else is read from Dagster."""
+
+    use_case: str
+    family: str
+    snapshot: str
+    snapshot_sha256: str
+    features: FeatureSet
+    timestamp: str
+    slices: list[str]
+    known_after_prediction: list[str]
+    holdout_days: int
+    gates: dict
+    registered_model: str
+    experiment: str
+    tracking_uri: str | None
+    champion: dict | None
+    provenance: dict[str, str]
+    seed: int = 13
+
+    @classmethod
+    def from_extras(cls, extras: dict) -> TrainingJob:
+        f = extras["features"]
+        return cls(
+            use_case=extras["use_case"], family=extras["family"], snapshot=extras["snapshot"],
+            snapshot_sha256=extras["snapshot_sha256"],
+            features=FeatureSet(numeric=f["numeric"], categorical=f["categorical"], target=f["target"], task=f["task"]),
+            timestamp=f["timestamp"], slices=f["slices"], known_after_prediction=f["known_after_prediction"],
+            holdout_days=extras["holdout_days"], gates=extras["gates"],
+            registered_model=extras["registered_model"], experiment=extras["experiment"],
+            tracking_uri=extras.get("tracking_uri"), champion=extras.get("champion"),
+            provenance=extras["provenance"], seed=extras.get("seed", 13),
+        )
+
+
+def split_by_time(frame: pl.DataFrame, timestamp: str, holdout_days: int):
+    """Holdout = the last `holdout_days` of the window; early-stopping rows = the last fifth before it."""
+    frame = frame.sort(timestamp)
+    cutoff = frame[timestamp].max() - timedelta(days=holdout_days)
+    earlier, holdout = frame.filter(pl.col(timestamp) <= cutoff), frame.filter(pl.col(timestamp) > cutoff)
+    if earlier.height < 50 or holdout.height < 20:
+        raise ValueError(f"too few rows to train ({earlier.height}) or evaluate ({holdout.height}); "
+                         f"the training window must be longer than the holdout of {holdout_days} days")
+    boundary = int(earlier.height * 0.8)
+    return earlier[:boundary], earlier[boundary:], holdout
+
+
+def _train(family: str, train, valid, features: FeatureSet, seed: int):
+    if family == "lightgbm":
+        from training import lightgbm_family as module
+    elif family == "torch":
+        from training import torch_family as module
+    else:
+        raise ValueError(f"unknown model family {family!r}")
+    return module.train(train, valid, features, seed)
+
+
+def _champion_score(job: TrainingJob, holdout: pl.DataFrame, y: np.ndarray) -> float | None:
+    if not job.champion:
+        return None
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(job.champion["uri"])
+    columns = job.features.numeric + job.features.categorical
+    predictions = np.asarray(model.predict(holdout.select(columns).to_pandas()), dtype=float)
+    return metrics(y, predictions, job.features.task)[PRIMARY[job.features.task][0]]
+
+
+def _plots(job: TrainingJob, y, p, model, folder: Path) -> dict[str, Path]:
+    from training import plots
+
+    made = {"feature_importance": plots.feature_importance(model.feature_importance(), folder / "feature_importance.png")}
+    if job.features.task == "binary_classification":
+        made["roc"] = plots.roc_curve(y, p, folder / "roc.png")
+        made["precision_recall"] = plots.precision_recall_curve(y, p, folder / "precision_recall.png")
+        made["calibration"] = plots.calibration_curve(y, p, folder / "calibration.png")
+    else:
+        made["residuals"] = plots.residuals(y, p, folder / "residuals.png")
+    return made
+
+
+def _inline(path: Path) -> str:
+    """A PNG as a Markdown image, so the Dagster UI shows the plot on the materialization itself."""
+    return f"![{path.stem}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
+
+
+def _log_and_register(job, model, scores, table, plots, gates, payload, sha256, train_rows, holdout):
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from training.tabular import AssayPyfunc
+
+    if job.tracking_uri:
+        mlflow.set_tracking_uri(job.tracking_uri)
+    mlflow.set_experiment(job.experiment)
+    columns = job.features.numeric + job.features.categorical
+    example = holdout.select(columns).head(5).to_pandas()
+    with mlflow.start_run(run_name=f"{job.family}-{job.provenance.get('assay.dagster_run_id', 'manual')[:8]}") as run:
+        mlflow.log_params({**{k: v for k, v in model.params.items()}, "family": job.family, "seed": job.seed,
+                           "holdout_days": job.holdout_days, "train_rows": train_rows, "holdout_rows": holdout.height})
+        mlflow.log_metrics({k: v for k, v in scores.items() if np.isfinite(v)})
+        for path in plots.values():
+            mlflow.log_artifact(str(path), artifact_path="plots")
+        mlflow.log_table(table.to_pandas(), artifact_file="slices.json")
+        mlflow.set_tags({**job.provenance, "assay.family": job.family})
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=AssayPyfunc(), artifacts={"payload": str(payload)},
+            code_paths=[str(TRAINING_DIR)], input_example=example,
+            signature=infer_signature(example, model.predict(holdout.head(5))),
+        )
+        version = mlflow.register_model(info.model_uri, job.registered_model)
+    client = mlflow.MlflowClient()
+    tags = {
+        **job.provenance,
+        "assay.family": job.family,
+        "assay.artifact_sha256": sha256,
+        "assay.primary_metric": PRIMARY[job.features.task][0],
+        "assay.primary_value": f"{scores[PRIMARY[job.features.task][0]]:.6f}",
+        "assay.gates": json.dumps(sorted(g.name for g in gates)),
+        **{f"{GATE_TAG}{g.name}": "passed" if g.passed else "failed" for g in gates},
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(job.registered_model, version.version, key, value)
+    return run.info.run_id, version.version
+
+
+def run(job: TrainingJob, log=print) -> tuple[dict, list[Gate]]:
+    frame = pl.read_parquet(job.snapshot)
+    train, valid, holdout = split_by_time(frame, job.timestamp, job.holdout_days)
+    began = time.perf_counter()
+    model = _train(job.family, train, valid, job.features, job.seed)
+    train_seconds = time.perf_counter() - began
+    log(f"trained {job.family} on {train.height} rows in {train_seconds:.1f}s")
+
+    y = holdout[job.features.target].to_numpy().astype(float)
+    p = model.predict(holdout)
+    task = job.features.task
+    scores = metrics(y, p, task)
+    table = slice_table(holdout, y, p, job.slices, task)
+    metric = PRIMARY[task][0]
+    champion = _champion_score(job, holdout, y)
+    columns = job.features.numeric + job.features.categorical
+    gates = [
+        floor_gate(scores, task, job.gates),
+        no_regression_gate(scores[metric], champion, task, job.gates.get("max_regression", 0.0),
+                           job.champion["version"] if job.champion else None),
+        slice_parity_gate(table, task, job.gates.get("max_slice_gap"), job.gates.get("min_slice_size", 100)),
+        calibration_gate(scores, task, job.gates.get("max_calibration_error")),
+        leakage_gate(columns, job.features.target, job.known_after_prediction, scores, task,
+                     job.gates.get("max_plausible_roc_auc")),
+    ]
+
+    with tempfile.TemporaryDirectory() as scratch:
+        payload = Path(scratch) / "payload"
+        model.save(payload)
+        sha256 = payload_sha256(payload)
+        plots = _plots(job, y, p, model, Path(scratch))
+        mlflow_run, version = _log_and_register(job, model, scores, table, plots, gates, payload, sha256,
+                                                train.height + valid.height, holdout)
+        inline = "\n\n".join(_inline(path) for path in plots.values())
+
+    metadata = {
+        "model_version": {"raw_value": str(version), "type": "text"},
+        "registered_model": job.registered_model,
+        "mlflow_run_id": mlflow_run,
+        "family": job.family,
+        "artifact_sha256": sha256,
+        "training_set_sha256": job.snapshot_sha256,
+        "train_seconds": round(train_seconds, 2),
+        "train_rows": train.height + valid.height,
+        "holdout_rows": holdout.height,
+        "primary_metric": metric,
+        **{k: round(v, 4) for k, v in scores.items() if np.isfinite(v)},
+        "slices": {"raw_value": _markdown_table(table), "type": "md"},
+        "plots": {"raw_value": inline, "type": "md"},
+    }
+    return metadata, gates
+
+
+def _markdown_table(table: pl.DataFrame) -> str:
+    header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns)
+    rows = ["| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |"
+            for row in table.iter_rows()]
+    return "\n".join([header, *rows])
+
+
+def _report(pipes: PipesContext, metadata: dict, gates: list[Gate]) -> None:
+    pipes.report_asset_materialization(metadata=metadata, data_version=metadata["artifact_sha256"])
+    for gate in gates:
+        pipes.report_asset_check(
+            check_name=gate.name, passed=bool(gate.passed), severity="ERROR",
+            metadata={"description": gate.description,
+                      **{k: v if isinstance(v, (int, float, str, bool)) or v is None
+                         else {"raw_value": v, "type": "json"} for k, v in gate.metadata.items()}},
+        )
+
+
+def main() -> None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with open_dagster_pipes() as pipes:
+        job = TrainingJob.from_extras(dict(pipes.extras))
+        metadata, gates = run(job, log=pipes.log.info)
+        _report(pipes, metadata, gates)
+
+
+if __name__ == "__main__":
+    main()
