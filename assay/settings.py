@@ -65,12 +65,20 @@ def usecases_dir() -> Path:
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 
+
+def mlflow_tracking_uri(layout: StateLayout) -> str:
+    """A tracking server when MLFLOW_TRACKING_URI names one; else SQLite in the state folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{layout.mlflow / 'mlflow.db'}"
+
 _DAGSTER_YAML = """\
 # Written by assay on first use; the embedded default instance (SQLite under this folder).
 telemetry:
   enabled: false
-run_queue:
-  max_concurrent_runs: 4
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+  pools:
+    default_limit: 1   # the `gpu` pool: one training at a time on a laptop
 """
 
 
@@ -81,7 +89,7 @@ def prepare_environment() -> StateLayout:
     from the UI sees the same warehouse as `assay replay` and the tests.
     """
     layout = state()
-    for path in (layout.dagster_home, layout.landing, layout.quarantine, layout.snapshots):
+    for path in (layout.dagster_home, layout.landing, layout.quarantine, layout.snapshots, layout.mlflow):
         path.mkdir(parents=True, exist_ok=True)
     dagster_yaml = layout.dagster_home / "dagster.yaml"
     if not dagster_yaml.exists():

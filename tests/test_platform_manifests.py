@@ -114,7 +114,7 @@ def _code_server_start_command():
 # ------------------------------------------------------------------------ Kubernetes manifests
 
 
-def test_platform_k8s_holds_the_foundation_manifests():
+def test_platform_k8s_holds_the_expected_manifests():
     kinds = sorted((d["kind"], d["metadata"]["name"]) for _, d in MANIFESTS)
     assert kinds == sorted(
         [
@@ -123,6 +123,10 @@ def test_platform_k8s_holds_the_foundation_manifests():
             ("Role", RUN_SERVICE_ACCOUNT),
             ("RoleBinding", RUN_SERVICE_ACCOUNT),
             ("PersistentVolumeClaim", WAREHOUSE_CLAIM),
+            ("ServiceAccount", "assay-trainer"),
+            ("Role", "assay-trainer-launcher"),
+            ("RoleBinding", "assay-trainer-launcher"),
+            ("PodTemplate", "assay-trainer"),
         ]
     )
 

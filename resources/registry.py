@@ -1,0 +1,113 @@
+"""MLflow as the model registry, and the registry-side rule that guards promotion.
+
+The rule lives here, not in the Dagster run: a model version whose gates did not all pass, or whose
+registered artifact was not verified against the one trained, is refused by `promote` whatever
+calls it (the champion asset, a notebook, a future CLI). MLflow is imported lazily: the code
+location should not pay its 2-3 s import to load.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from training.artifacts import payload_sha256
+
+CHAMPION, PREVIOUS = "champion", "previous_champion"
+GATE_TAG = "assay.gate."
+
+
+class PromotionRefused(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Version:
+    name: str
+    version: str
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def failed_gates(self) -> list[str]:
+        required = json.loads(self.tags.get("assay.gates", "[]"))
+        if not required:
+            return ["(no gate results recorded)"]
+        failed = [g for g in required if self.tags.get(f"{GATE_TAG}{g}") != "passed"]
+        if self.tags.get("assay.integrity") != "verified":
+            failed.append("integrity")
+        return failed
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """MLflow tracking + registry: SQLite and a local artifact folder by default, a server by URI."""
+
+    tracking_uri: str
+    artifact_root: str | None = None  # where a new experiment stores artifacts (a folder locally)
+
+    def ensure_experiment(self, name: str) -> None:
+        client = self.client()
+        if client.get_experiment_by_name(name) is None:
+            client.create_experiment(name, artifact_location=f"{self.artifact_root}/{name}" if self.artifact_root else None)
+
+    def client(self):
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+
+    def _version(self, client, name: str, version: str) -> Version:
+        found = client.get_model_version(name, version)
+        return Version(name, str(found.version), dict(found.tags))
+
+    def version(self, name: str, version: str) -> Version:
+        return self._version(self.client(), name, version)
+
+    def alias(self, name: str, alias: str = CHAMPION) -> Version | None:
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            found = client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+        return Version(name, str(found.version), dict(found.tags))
+
+    def verify_artifact(self, name: str, version: str, trained_sha256: str) -> tuple[bool, str]:
+        """Download the registered version and hash its payload; record the outcome on the version."""
+        import mlflow
+
+        client = self.client()
+        with tempfile.TemporaryDirectory() as scratch:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=scratch))
+            payloads = [p for p in local.rglob("payload") if p.is_dir()]
+            registered = payload_sha256(payloads[0]) if payloads else "missing"
+        verified = registered == trained_sha256
+        client.set_model_version_tag(name, version, "assay.integrity", "verified" if verified else "mismatch")
+        client.set_model_version_tag(name, version, "assay.registered_sha256", registered)
+        return verified, registered
+
+    def promote(self, name: str, version: str, reason: str) -> Version | None:
+        """Make `version` the champion; the former champion keeps an alias for rollback.
+
+        Refuses any version with a failed or missing gate. Returns the former champion.
+        """
+        client = self.client()
+        candidate = self._version(client, name, version)
+        failed = candidate.failed_gates()
+        if failed:
+            raise PromotionRefused(f"{name} v{version} cannot become champion: failed or missing gates {failed}")
+        former = self.alias(name, CHAMPION)
+        if former and former.version == candidate.version:
+            return former
+        if former:
+            client.set_registered_model_alias(name, PREVIOUS, former.version)
+        client.set_registered_model_alias(name, CHAMPION, candidate.version)
+        client.set_model_version_tag(name, version, "assay.promoted_because", reason)
+        return former
