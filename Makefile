@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '/target/')
 
-.PHONY: install demo test test-slow ui clean bench lock
+.PHONY: install demo test test-slow ui mlflow-ui clean bench lock
 
 install: $(INSTALLED) $(MANIFEST)
 
@@ -36,6 +36,9 @@ ui: install
 
 bench: install
 	$(BIN)/python bench/foundation.py
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/.assay/mlflow/mlflow.db
 
 clean:
 	rm -rf .assay

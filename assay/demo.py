@@ -62,9 +62,10 @@ def run_demo(days: int) -> int:
     report = collect_status(defs, instance)
     print(f"\nBuilt in {time.perf_counter() - started:.0f}s.")
     for use_case, body in report["use_cases"].items():
-        s = body["summary"]
+        s, champion = body["summary"], body["champion"]
         print(f"{use_case}: {s['materialized']}/{s['assets']} assets materialized; "
-              f"gates {s['gates_passed']} passed, {s['gates_failed']} failed")
+              f"gates {s['gates_passed']} passed, {s['gates_failed']} failed; champion "
+              + (f"v{champion['champion_version']} ({champion['family']})" if champion else "none"))
         for gate in body["gates"]:
             if gate["result"] == "failed":
                 print(f"  FAILED {gate['asset']}:{gate['check']}: {gate.get('description')}")
@@ -72,7 +73,8 @@ def run_demo(days: int) -> int:
         f"\nWhere to look:\n"
         f"  make ui                   Dagster UI on http://127.0.0.1:3000 over this state\n"
         f"  .venv/bin/assay status    assets, partitions and gate results (--json for machines)\n"
-        f"  {layout.root}  all state: warehouse.duckdb, landing/, quarantine/, snapshots/, dagster/\n"
+        f"  make mlflow-ui            MLflow on http://127.0.0.1:5000: runs, metrics, plots, model versions\n"
+        f"  {layout.root}  all state: warehouse.duckdb, landing/, quarantine/, snapshots/, mlflow/, dagster/\n"
         f"  {layout.root / 'demo.log'}  the runs' console output (dbt's included)"
     )
     return 1 if failures else 0

@@ -57,9 +57,15 @@ def _run(defs, instance, what, selection, partition=None, tags=None, label=None)
     return StepRun(what, label or partition, result.success, result.run_id)
 
 
+STAGES = ("features", "training_set", "champion")
+
+
 def materialize_window(
-    defs: dg.Definitions, instance: dg.DagsterInstance, spec: UseCase, days: list[str], training: bool = True
+    defs: dg.Definitions, instance: dg.DagsterInstance, spec: UseCase, days: list[str], through: str = "champion"
 ) -> list[StepRun]:
+    """Build the window's graph up to and including `through` (features, training_set or champion)."""
+    if through not in STAGES:
+        raise ValueError(f"through must be one of {STAGES}, not {through!r}")
     runs: list[StepRun] = []
     dimensions = _keys(defs, spec, "raw", partitioned=False)
     if dimensions:
@@ -72,8 +78,11 @@ def materialize_window(
         tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
         runs.append(_run(defs, instance, "features", features, tags=tags, label=f"{first}...{last}"))
     built = [r for r in runs if r.what == "features"]
-    if training and built and all(r.success for r in built):
+    if through != "features" and built and all(r.success for r in built):
         runs.append(_run(defs, instance, "training set", _keys(defs, spec, "training_set")))
+        if through == "champion" and runs[-1].success:
+            models = _keys(defs, spec, "model") + _keys(defs, spec, "champion")
+            runs.append(_run(defs, instance, "models and champion", models))
     return runs
 
 

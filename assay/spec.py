@@ -143,7 +143,7 @@ class Gates(_Strict):
     max_rmse: float | None = None
     max_mae: float | None = None
     max_regression: float = 0.0
-    max_slice_gap: float | None = None
+    max_slice_gap: float | dict[str, float] | None = None  # one limit, or one per slice column
     min_slice_size: int = 100
     max_calibration_error: float | None = None
     max_plausible_roc_auc: float | None = None

@@ -50,6 +50,8 @@ def _gate_state(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> di
     if record is None or record.event is None or record.event.dagster_event is None:
         return {**gate, "result": "not evaluated"}
     evaluation = record.event.dagster_event.event_specific_data
+    if not isinstance(evaluation, dg.AssetCheckEvaluation):  # planned in a run that stopped before it
+        return {**gate, "result": "not evaluated", "run_id": record.run_id, "status": record.status.value}
     return {
         **gate,
         "result": "passed" if evaluation.passed else "failed",
@@ -58,6 +60,16 @@ def _gate_state(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> di
         "partition": record.partition,
         "run_id": record.run_id,
     }
+
+
+def _champion(instance: dg.DagsterInstance, use_case: str) -> dict | None:
+    """The champion as last promoted by the champion asset (the registry alias it set)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey([use_case, "champion"]))
+    if event is None:
+        return None
+    metadata = event.asset_materialization.metadata
+    return {k: metadata[k].value for k in ("champion_version", "family", "model_uri", "previous_champion")
+            if k in metadata} | {"promoted": _when(event.timestamp)}
 
 
 def collect_status(defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None) -> dict:
@@ -70,6 +82,7 @@ def collect_status(defs: dg.Definitions | None = None, instance: dg.DagsterInsta
         assets = [_asset_state(instance, s) for s in specs if s.key.path[0] == use_case]
         gates = [_gate_state(instance, k) for k in sorted(check_keys, key=str) if k.asset_key.path[0] == use_case]
         report["use_cases"][use_case] = {
+            "champion": _champion(instance, use_case),
             "assets": assets,
             "gates": gates,
             "summary": {
@@ -88,6 +101,10 @@ def render_status(report: dict) -> str:
     lines = []
     for use_case, body in report["use_cases"].items():
         s = body["summary"]
+        champion = body["champion"]
+        lines.append(f"{use_case}: champion " + (
+            f"v{champion['champion_version']} ({champion.get('family')}), {champion.get('model_uri')}"
+            if champion else "none yet"))
         lines.append(
             f"{use_case}: {s['materialized']}/{s['assets']} assets materialized, {s['stale']} stale; "
             f"gates {s['gates_passed']} passed, {s['gates_failed']} failed, {s['gates_not_evaluated']} not evaluated"

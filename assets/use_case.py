@@ -8,6 +8,7 @@ from dagster_dbt import DbtProject
 from assay.spec import UseCase
 from assets.features import build_feature_assets
 from assets.ingest import build_raw_assets
+from assets.models import build_models
 from assets.training_set import build_training_set
 
 
@@ -24,4 +25,5 @@ def build_use_case(spec: UseCase, dbt_project: DbtProject) -> list[dg.AssetsDefi
         *build_raw_assets(spec, partitions),
         build_feature_assets(spec, dbt_project, partitions),
         build_training_set(spec),
+        *build_models(spec),
     ]

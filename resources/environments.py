@@ -7,8 +7,10 @@ from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 
-from assay.settings import DBT_PROJECT_DIR, StateLayout
+from assay.settings import DBT_PROJECT_DIR, StateLayout, environment, mlflow_tracking_uri
 from resources.landing_zone import LandingZone
+from resources.registry import ModelRegistry
+from resources.trainer import KubernetesTrainer, LocalTrainer
 from resources.warehouse import Warehouse
 
 
@@ -23,9 +25,12 @@ def dbt_project() -> DbtProject:
 
 
 def build_resources(layout: StateLayout) -> dict[str, object]:
-    # Both environments (ASSAY_ENV) use these three: at scale the state folder is the code
-    # location's volume (platform/k8s). Training and serving are where the environments differ.
+    # Both environments (ASSAY_ENV) share the warehouse, landing zone and dbt: at scale the state
+    # folder is the code location's volume (platform/k8s). Training is where they differ.
+    trainer = KubernetesTrainer() if environment() == "kubernetes" else LocalTrainer()
     return {
+        "trainer": trainer,
+        "registry": ModelRegistry(tracking_uri=mlflow_tracking_uri(layout), artifact_root=str(layout.mlflow / "artifacts")),
         "landing": LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine)),
         "warehouse": Warehouse(path=str(layout.warehouse)),
         "dbt": DbtCliResource(

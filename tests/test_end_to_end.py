@@ -29,7 +29,7 @@ def defs(assay_home):
 @pytest.fixture(scope="module")
 def built(defs, instance, landing, flights_spec):
     replay(flights_spec, landing, date(2013, 1, 1), len(DAYS))
-    runs = materialize_window(defs, instance, flights_spec, DAYS)
+    runs = materialize_window(defs, instance, flights_spec, DAYS, through="training_set")
     assert all(run.success for run in runs), [(r.what, r.partition) for r in runs if not r.success]
     return runs
 
@@ -72,7 +72,7 @@ def test_rebuilding_the_features_and_snapshot_changes_nothing(built, defs, insta
     with warehouse.reader() as connection:
         before = connection.execute("SELECT count(*), count(DISTINCT flight_id) FROM flights.flight_features").fetchone()
     first = _latest(instance, "flights", "training_set").metadata["sha256"].value
-    runs = materialize_window(defs, instance, flights_spec, DAYS[-2:])
+    runs = materialize_window(defs, instance, flights_spec, DAYS[-2:], through="training_set")
     assert all(r.success for r in runs)
     with warehouse.reader() as connection:
         after = connection.execute("SELECT count(*), count(DISTINCT flight_id) FROM flights.flight_features").fetchone()

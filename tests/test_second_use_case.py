@@ -39,7 +39,7 @@ def test_the_weather_graph_comes_from_its_spec_alone(weather_only):
 def test_the_weather_regression_builds_to_a_training_set(weather_only, instance, landing, weather_spec):
     days = [(date(2013, 1, 1) + timedelta(days=i)).isoformat() for i in range(4)]
     replay(weather_spec, landing, date(2013, 1, 1), len(days))
-    runs = materialize_window(weather_only, instance, weather_spec, days)
+    runs = materialize_window(weather_only, instance, weather_spec, days, through="training_set")
     assert all(r.success for r in runs), [(r.what, r.partition) for r in runs if not r.success]
     snapshot = instance.get_latest_materialization_event(dg.AssetKey(["weather", "training_set"])).asset_materialization
     frame = pl.read_parquet(Path(snapshot.metadata["snapshot"].value))

@@ -57,7 +57,6 @@ class TrainingJob:
     gates: dict
     registered_model: str
     experiment: str
-    tracking_uri: str | None
     champion: dict | None
     provenance: dict[str, str]
     seed: int = 13
@@ -72,7 +71,7 @@ class TrainingJob:
             timestamp=f["timestamp"], slices=f["slices"], known_after_prediction=f["known_after_prediction"],
             holdout_days=extras["holdout_days"], gates=extras["gates"],
             registered_model=extras["registered_model"], experiment=extras["experiment"],
-            tracking_uri=extras.get("tracking_uri"), champion=extras.get("champion"),
+            champion=extras.get("champion"),
             provenance=extras["provenance"], seed=extras.get("seed", 13),
         )
 
@@ -134,11 +133,11 @@ def _log_and_register(job, model, scores, table, plots, gates, payload, sha256, 
 
     from training.tabular import AssayPyfunc
 
-    if job.tracking_uri:
-        mlflow.set_tracking_uri(job.tracking_uri)
     mlflow.set_experiment(job.experiment)
-    columns = job.features.numeric + job.features.categorical
-    example = holdout.select(columns).head(5).to_pandas()
+    # Numeric inputs are declared as doubles: an int column cannot carry the nulls that real rows have.
+    example = holdout.head(5).select(
+        *(pl.col(c).cast(pl.Float64) for c in job.features.numeric), *job.features.categorical
+    ).to_pandas()
     with mlflow.start_run(run_name=f"{job.family}-{job.provenance.get('assay.dagster_run_id', 'manual')[:8]}") as run:
         mlflow.log_params({**{k: v for k, v in model.params.items()}, "family": job.family, "seed": job.seed,
                            "holdout_days": job.holdout_days, "train_rows": train_rows, "holdout_rows": holdout.height})
@@ -189,7 +188,8 @@ def run(job: TrainingJob, log=print) -> tuple[dict, list[Gate]]:
         no_regression_gate(scores[metric], champion, task, job.gates.get("max_regression", 0.0),
                            job.champion["version"] if job.champion else None),
         slice_parity_gate(table, task, job.gates.get("max_slice_gap"), job.gates.get("min_slice_size", 100)),
-        calibration_gate(scores, task, job.gates.get("max_calibration_error")),
+        *([calibration_gate(scores, task, job.gates.get("max_calibration_error"))]
+          if task == "binary_classification" else []),
         leakage_gate(columns, job.features.target, job.known_after_prediction, scores, task,
                      job.gates.get("max_plausible_roc_auc")),
     ]

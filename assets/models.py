@@ -1,0 +1,185 @@
+"""Candidate models (one asset per model family in the spec) and the champion.
+
+Training itself runs outside Dagster, through Pipes (training/train.py), and reports its gates
+back; the integrity gate is checked here, in another process than the one that trained, by
+hashing what the registry actually holds.
+"""
+
+import json
+import subprocess
+
+import dagster as dg
+
+from assay.settings import REPO_ROOT
+from assay.spec import UseCase
+from resources.registry import ModelRegistry, PromotionRefused
+from resources.trainer import Trainer
+from training.evaluation import PRIMARY
+
+GATES = {
+    "performance_floor": "Holdout metrics at or beyond the spec's floor: protects against a model no better than chance.",
+    "no_regression": "At least as good as the current champion on the same holdout, within the spec's tolerance.",
+    "slice_parity": "The largest metric gap across values of each slice column (large enough slices only) is "
+    "within the spec's limit: protects a route, carrier or airport from a model that fails it.",
+    "calibration": "Expected calibration error within the spec's limit: the probabilities mean what they say.",
+    "leakage": "No feature is the target or known only after prediction, and the holdout score is plausible.",
+    "integrity": "The artifact in the registry hashes to the one that was trained: nothing swapped in between.",
+}
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def started_by(context: dg.AssetExecutionContext) -> str:
+    """Who or what started the run, from the tags Dagster puts on it."""
+    tags = context.run.tags
+    for tag, label in (("dagster/sensor_name", "sensor"), ("dagster/schedule_name", "schedule"),
+                       ("dagster/backfill", "backfill"), ("user", "user"), ("dagster/from", "cli")):
+        if tag in tags:
+            return f"{label}:{tags[tag]}"
+    return "manual"
+
+
+def _training_set(context: dg.AssetExecutionContext, spec: UseCase) -> dg.AssetMaterialization:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey([spec.name, "training_set"]))
+    if event is None:
+        raise dg.Failure(f"{spec.name}/training_set has never been materialized")
+    return event.asset_materialization
+
+
+def _feature_versions(context: dg.AssetExecutionContext, spec: UseCase) -> dict[str, str | None]:
+    """The dbt model hash each feature table was last built with (what the training set read)."""
+    versions = {}
+    for model in spec.features.dbt_models:
+        event = context.instance.get_latest_materialization_event(dg.AssetKey([spec.name, model]))
+        versions[model] = event.asset_materialization.tags.get("dagster/code_version") if event else None
+    return versions
+
+
+def training_extras(context, spec: UseCase, family: str, registry: ModelRegistry) -> dict:
+    snapshot = _training_set(context, spec)
+    champion = registry.alias(spec.name)
+    f = spec.features
+    return {
+        "use_case": spec.name,
+        "family": family,
+        "snapshot": snapshot.metadata["snapshot"].value,
+        "snapshot_sha256": snapshot.metadata["sha256"].value,
+        "features": {"numeric": f.columns.numeric, "categorical": f.columns.categorical, "target": f.target,
+                     "task": f.task, "timestamp": f.timestamp, "slices": f.slices,
+                     "known_after_prediction": f.known_after_prediction},
+        "holdout_days": spec.training.holdout_days,
+        "gates": spec.gates.model_dump(),
+        "registered_model": spec.name,
+        "experiment": f"assay/{spec.name}",
+        "champion": {"version": champion.version, "uri": champion.uri} if champion else None,
+        "provenance": {
+            "assay.use_case": spec.name,
+            "assay.training_set_sha256": snapshot.metadata["sha256"].value,
+            "assay.training_window": f"{snapshot.metadata['window_start'].value}..{snapshot.metadata['window_end'].value}",
+            "assay.feature_model_versions": json.dumps(_feature_versions(context, spec), sort_keys=True),
+            "assay.git_sha": _git_sha(),
+            "assay.dagster_run_id": context.run_id,
+            "assay.started_by": started_by(context),
+        },
+    }
+
+
+def _with_description(result):
+    """Pipes carries a check's explanation in its metadata; lift it to the check's description."""
+    if isinstance(result, dg.AssetCheckResult) and "description" in result.metadata:
+        text = result.metadata["description"]
+        return result._replace(description=getattr(text, "value", text))
+    return result
+
+
+def build_candidate(spec: UseCase, family: str) -> dg.AssetsDefinition:
+    key = dg.AssetKey([spec.name, f"model_{family}"])
+    gates = {g: d for g, d in GATES.items() if g != "calibration" or spec.features.task == "binary_classification"}
+
+    @dg.asset(
+        key=key,
+        deps=[dg.AssetKey([spec.name, "training_set"])],
+        description=f"A {family} candidate for `{spec.features.target}` ({spec.features.task}), trained through "
+        f"Pipes on the latest training set and registered in MLflow as `{spec.name}`.",
+        group_name=f"{spec.name}_models",
+        owners=[spec.owner],
+        kinds={"mlflow", family},
+        tags={"stage": "model", "use_case": spec.name},
+        check_specs=[dg.AssetCheckSpec(g, asset=key, blocking=True, description=d) for g, d in gates.items()],
+        pool="gpu",  # bounds concurrent trainings; on Kubernetes each one holds a GPU
+    )
+    def candidate(context: dg.AssetExecutionContext, trainer: Trainer, registry: ModelRegistry):
+        registry.ensure_experiment(f"assay/{spec.name}")
+        extras = training_extras(context, spec, family, registry)
+        results = [_with_description(r) for r in trainer.train(context, extras, registry.tracking_uri).get_results()]
+        materialization = next(r for r in results if isinstance(r, dg.MaterializeResult))
+        version = materialization.metadata["model_version"].value
+        trained = materialization.metadata["artifact_sha256"].value
+        verified, registered = registry.verify_artifact(spec.name, version, trained)
+        yield from results
+        yield dg.AssetCheckResult(
+            check_name="integrity", passed=verified, severity=dg.AssetCheckSeverity.ERROR,
+            description=f"registered payload sha256 {registered[:12]}… {'equals' if verified else 'differs from'} "
+            f"the trained {trained[:12]}…",
+            metadata={"trained_sha256": trained, "registered_sha256": registered, "model_version": version},
+        )
+
+    return candidate
+
+
+def build_champion(spec: UseCase) -> dg.AssetsDefinition:
+    candidates = [dg.AssetKey([spec.name, f"model_{family}"]) for family in spec.models]
+    metric, higher = PRIMARY[spec.features.task]
+
+    @dg.asset(
+        key=[spec.name, "champion"],
+        deps=candidates,
+        description=f"The model version serving as `{spec.name}`'s champion (MLflow alias `champion`): the best "
+        f"candidate by holdout {metric} among those that passed every gate. The former champion keeps the "
+        "alias `previous_champion` for rollback.",
+        group_name=f"{spec.name}_models",
+        owners=[spec.owner],
+        kinds={"mlflow"},
+        tags={"stage": "champion", "use_case": spec.name},
+    )
+    def champion(context: dg.AssetExecutionContext, registry: ModelRegistry) -> dg.MaterializeResult:
+        scored = []
+        for key in candidates:
+            event = context.instance.get_latest_materialization_event(key)
+            if event is None:
+                continue
+            metadata = event.asset_materialization.metadata
+            scored.append((metadata[metric].value, metadata["model_version"].value, key.path[-1]))
+        if not scored:
+            raise dg.Failure(f"no candidate of {spec.name} has been trained yet")
+        scored.sort(reverse=higher)
+        refusals = []
+        for value, version, family in scored:
+            try:
+                former = registry.promote(spec.name, version, reason=f"best {metric} {value:.4f} ({family})")
+            except PromotionRefused as refusal:
+                refusals.append(str(refusal))
+                continue
+            return dg.MaterializeResult(
+                data_version=dg.DataVersion(f"v{version}"),
+                metadata={
+                    "champion_version": version, "family": family, metric: value,
+                    "previous_champion": former.version if former else "none",
+                    "model_uri": f"models:/{spec.name}@champion",
+                    "refused": dg.MetadataValue.json(refusals),
+                },
+            )
+        raise dg.Failure("no candidate may become champion: " + "; ".join(refusals))
+
+    return champion
+
+
+def build_models(spec: UseCase) -> list[dg.AssetsDefinition]:
+    return [*(build_candidate(spec, family) for family in spec.models), build_champion(spec)]
+
