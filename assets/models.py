@@ -84,7 +84,7 @@ def training_extras(context, spec: UseCase, family: str, registry: ModelRegistry
             "assay.training_window": f"{snapshot.metadata['window_start'].value}..{snapshot.metadata['window_end'].value}",
             "assay.feature_model_versions": json.dumps(_feature_versions(context, spec), sort_keys=True),
             "assay.git_sha": _git_sha(),
-            "assay.dagster_run_id": context.run_id,
+            "assay.dagster_run_id": context.run.run_id,
             "assay.started_by": started_by(context),
         },
     }

@@ -98,14 +98,31 @@ def _train(family: str, train, valid, features: FeatureSet, seed: int):
     return module.train(train, valid, features, seed)
 
 
+def model_input(frame: pl.DataFrame, features: FeatureSet):
+    """The frame a registered model is called with: numeric inputs as doubles (an int column cannot
+    carry the nulls real rows have), categoricals as strings, in the feature set's order."""
+    return frame.select(
+        *(pl.col(c).cast(pl.Float64) for c in features.numeric), *(pl.col(c).cast(pl.String) for c in features.categorical)
+    ).to_pandas()
+
+
+def model_signature(features: FeatureSet, task: str):
+    """Every input optional: nulls are legitimate (a plane missing from the registry, a missing reading)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = [ColSpec("double", c, required=False) for c in features.numeric]
+    inputs += [ColSpec("string", c, required=False) for c in features.categorical]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", "prediction")]))
+
+
 def _champion_score(job: TrainingJob, holdout: pl.DataFrame, y: np.ndarray) -> float | None:
     if not job.champion:
         return None
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(job.champion["uri"])
-    columns = job.features.numeric + job.features.categorical
-    predictions = np.asarray(model.predict(holdout.select(columns).to_pandas()), dtype=float)
+    predictions = np.asarray(model.predict(model_input(holdout, job.features)), dtype=float)
     return metrics(y, predictions, job.features.task)[PRIMARY[job.features.task][0]]
 
 
@@ -129,15 +146,11 @@ def _inline(path: Path) -> str:
 
 def _log_and_register(job, model, scores, table, plots, gates, payload, sha256, train_rows, holdout):
     import mlflow
-    from mlflow.models import infer_signature
 
-    from training.tabular import AssayPyfunc
+    from training.tabular import AssayPyfunc, pip_requirements
 
     mlflow.set_experiment(job.experiment)
-    # Numeric inputs are declared as doubles: an int column cannot carry the nulls that real rows have.
-    example = holdout.head(5).select(
-        *(pl.col(c).cast(pl.Float64) for c in job.features.numeric), *job.features.categorical
-    ).to_pandas()
+    example = model_input(holdout.head(5), job.features)
     with mlflow.start_run(run_name=f"{job.family}-{job.provenance.get('assay.dagster_run_id', 'manual')[:8]}") as run:
         mlflow.log_params({**{k: v for k, v in model.params.items()}, "family": job.family, "seed": job.seed,
                            "holdout_days": job.holdout_days, "train_rows": train_rows, "holdout_rows": holdout.height})
@@ -149,7 +162,8 @@ def _log_and_register(job, model, scores, table, plots, gates, payload, sha256, 
         info = mlflow.pyfunc.log_model(
             name="model", python_model=AssayPyfunc(), artifacts={"payload": str(payload)},
             code_paths=[str(TRAINING_DIR)], input_example=example,
-            signature=infer_signature(example, model.predict(holdout.head(5))),
+            signature=model_signature(job.features, job.features.task),
+            pip_requirements=pip_requirements(job.family),
         )
         version = mlflow.register_model(info.model_uri, job.registered_model)
     client = mlflow.MlflowClient()
