@@ -36,6 +36,9 @@ ui: install
 
 bench: install
 	$(BIN)/python bench/foundation.py
+	@[ -d .assay/snapshots/flights ] || $(BIN)/assay demo
+	$(BIN)/python bench/training.py
+	$(BIN)/python bench/training.py --use-case weather
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/.assay/mlflow/mlflow.db
