@@ -15,10 +15,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from training.artifacts import payload_sha256
+from training.artifacts import GATE_TAG, payload_sha256
 
 CHAMPION, PREVIOUS = "champion", "previous_champion"
-GATE_TAG = "assay.gate."
 
 
 class PromotionRefused(Exception):

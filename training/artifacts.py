@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+# How a model version records each gate's outcome in the registry: `assay.gate.<name>` = passed|failed.
+GATE_TAG = "assay.gate."
+
 
 def payload_sha256(folder: Path) -> str:
     """sha256 over every file's relative path and bytes, in sorted order (independent of mtimes)."""

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from dagster_pipes import PipesContext, open_dagster_pipes
 
-from training.artifacts import payload_sha256
+from training.artifacts import GATE_TAG, payload_sha256
 from training.evaluation import (
     PRIMARY,
     Gate,
@@ -38,7 +38,6 @@ from training.evaluation import (
 from training.tabular import FeatureSet
 
 TRAINING_DIR = Path(__file__).resolve().parent
-GATE_TAG = "assay.gate."
 
 
 @dataclass(frozen=True)
