@@ -155,7 +155,7 @@ def build_champion(spec: UseCase) -> dg.AssetsDefinition:
             if event is None:
                 continue
             metadata = event.asset_materialization.metadata
-            scored.append((metadata[metric].value, metadata["model_version"].value, key.path[-1]))
+            scored.append((metadata[metric].value, metadata["model_version"].value, metadata["family"].value))
         if not scored:
             raise dg.Failure(f"no candidate of {spec.name} has been trained yet")
         scored.sort(reverse=higher)

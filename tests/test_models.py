@@ -166,3 +166,26 @@ def test_a_model_good_overall_but_bad_at_one_origin_fails_slice_parity(demo, def
     parity = gates["slice_parity"]
     assert not parity.passed
     assert "origin" in parity.description and "EWR" in parity.description
+
+
+def test_a_swapped_artifact_fails_integrity_and_cannot_be_promoted(demo, defs, instance, registry):
+    """Tamper with a registered payload on the artifact store: the hash no longer matches what was
+    trained, the version is marked, and the registry refuses to promote it."""
+    result = _materialize(defs, instance, [LIGHTGBM])
+    metadata = instance.get_latest_materialization_event(LIGHTGBM).asset_materialization.metadata
+    version, trained = metadata["model_version"].value, metadata["artifact_sha256"].value
+    assert _checks(result, LIGHTGBM)["integrity"].passed
+
+    source = registry.client().get_model_version("flights", version).source  # models:/m-<id>
+    model_id = source.rsplit("/", 1)[-1]
+    payloads = [p for p in Path(registry.artifact_root).rglob("payload") if model_id in str(p) and p.is_dir()]
+    assert len(payloads) == 1, payloads
+    weights = next(p for p in payloads[0].iterdir() if p.name != "family.json")
+    weights.write_bytes(weights.read_bytes() + b"\n")
+
+    verified, registered = registry.verify_artifact("flights", version, trained)
+
+    assert not verified and registered != trained
+    assert registry.version("flights", version).tags["assay.integrity"] == "mismatch"
+    with pytest.raises(PromotionRefused, match="integrity"):
+        registry.promote("flights", version, reason="swapped artifact")
