@@ -44,6 +44,7 @@ mlflow-ui: install
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/.assay/mlflow/mlflow.db
 
 clean:
+	-@[ -x $(BIN)/assay ] && $(BIN)/assay serve stop
 	rm -rf .assay
 
 # Recompile the lock from requirements.in in a throwaway venv.

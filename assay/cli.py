@@ -3,6 +3,7 @@
     assay replay flights --start 2013-01-01 --days 14   land real files, one per table per day
     assay status --json                                 use cases, assets' latest state, gate results
     assay demo                                          replay a default window and build everything
+    assay serve start|stop|status                      serve the champions (MLServer, V2 protocol)
     assay ui                                            the Dagster UI over the same state
     assay dbt-parse                                     prepare the dbt manifest (done by make install)
 """
@@ -58,6 +59,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(days=args.days)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from assay.settings import mlflow_tracking_uri
+    from resources.environments import local_model_server
+    from resources.registry import ModelRegistry
+
+    layout = prepare_environment()
+    server = local_model_server(layout)
+    if args.action == "stop":
+        print("stopped the model server" if server.stop() else "no model server was running")
+        return 0
+    if args.action == "status":
+        pid = server.pid()
+        print(json.dumps({"url": server.url if pid else None, "pid": pid,
+                          "served": [s.__dict__ for s in server.served()] if pid else []}, indent=2))
+        return 0
+    registry = ModelRegistry(tracking_uri=mlflow_tracking_uri(layout))
+    champions = [(s.name, v.version) for s in load_specs(usecases_dir()) if (v := registry.alias(s.name))]
+    if not champions:
+        raise ValueError("no use case has a champion yet: run `make demo` first")
+    for served in server.serve(registry, champions):
+        print(f"serving {served.name} v{served.version} at {served.url}/v2/models/{served.name}/infer")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     prepare_environment()
     command = [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-w", "workspace.yaml",
@@ -92,6 +117,10 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=21)
     demo.set_defaults(run=cmd_demo)
 
+    serve = commands.add_parser("serve", help="serve every use case's champion with MLServer on loopback")
+    serve.add_argument("action", choices=["start", "stop", "status"])
+    serve.set_defaults(run=cmd_serve)
+
     ui = commands.add_parser("ui", help="start the Dagster webserver and daemon over the same state")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -106,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (SpecError, ValueError, FileNotFoundError) as exc:
+    except (SpecError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"assay {args.command}: {exc}", file=sys.stderr)
         return 2
 

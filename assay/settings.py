@@ -53,6 +53,10 @@ class StateLayout:
     def mlflow(self) -> Path:
         return self.root / "mlflow"
 
+    @property
+    def serving(self) -> Path:
+        return self.root / "serving"
+
 
 def state() -> StateLayout:
     return StateLayout(Path(os.environ.get("ASSAY_HOME", REPO_ROOT / ".assay")).resolve())
@@ -96,4 +100,5 @@ def prepare_environment() -> StateLayout:
         dagster_yaml.write_text(_DAGSTER_YAML)
     os.environ.setdefault("DAGSTER_HOME", str(layout.dagster_home))
     os.environ["ASSAY_WAREHOUSE_PATH"] = str(layout.warehouse)  # dbt's profile reads it
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return layout

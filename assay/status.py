@@ -72,12 +72,25 @@ def _champion(instance: dg.DagsterInstance, use_case: str) -> dict | None:
             if k in metadata} | {"promoted": _when(event.timestamp)}
 
 
+def _serving() -> dict:
+    from assay.settings import state
+    from resources.environments import local_model_server
+
+    server = local_model_server(state())
+    pid = server.pid()
+    try:
+        served = [{"name": s.name, "version": s.version} for s in server.served()] if pid else []
+    except OSError:
+        served = []
+    return {"url": server.url if pid else None, "pid": pid, "served": served}
+
+
 def collect_status(defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None) -> dict:
     defs = defs or load_definitions()
     instance = instance or dg.DagsterInstance.get()
     specs = defs.resolve_all_asset_specs()
     check_keys = defs.resolve_asset_graph().asset_check_keys
-    report: dict = {"use_cases": {}}
+    report: dict = {"use_cases": {}, "serving": _serving()}
     for use_case in sorted({s.key.path[0] for s in specs}):
         assets = [_asset_state(instance, s) for s in specs if s.key.path[0] == use_case]
         gates = [_gate_state(instance, k) for k in sorted(check_keys, key=str) if k.asset_key.path[0] == use_case]

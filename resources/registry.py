@@ -78,6 +78,13 @@ class ModelRegistry(dg.ConfigurableResource):
             return None
         return Version(name, str(found.version), dict(found.tags))
 
+    def download(self, name: str, version: str, destination: Path) -> Path:
+        import mlflow
+
+        self.client()
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
+                                                        dst_path=str(destination)))
+
     def verify_artifact(self, name: str, version: str, trained_sha256: str) -> tuple[bool, str]:
         """Download the registered version and hash its payload; record the outcome on the version."""
         import mlflow

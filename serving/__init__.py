@@ -1,0 +1,1 @@
+"""Code that runs inside the model server (MLServer), not in Dagster."""
