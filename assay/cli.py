@@ -3,7 +3,8 @@
     assay replay flights --start 2013-01-01 --days 14   land real files, one per table per day
     assay status --json                                 use cases, assets' latest state, gate results
     assay demo                                          replay a default window and build everything
-    assay serve start|stop|status                      serve the champions (MLServer, V2 protocol)
+    assay serve stop|status                             the local model servers (deployments start them)
+    assay approve flights --version 3 --by ana --reason "..."   approve a version for production
     assay ui                                            the Dagster UI over the same state
     assay dbt-parse                                     prepare the dbt manifest (done by make install)
 """
@@ -60,26 +61,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from assay.settings import mlflow_tracking_uri
-    from resources.environments import local_model_server
-    from resources.registry import ModelRegistry
+    from resources.environments import local_deployer
 
     layout = prepare_environment()
-    server = local_model_server(layout)
+    servers = local_deployer(layout).servers()
     if args.action == "stop":
-        print("stopped the model server" if server.stop() else "no model server was running")
+        stopped = [env for env, server in servers.items() if server.stop()]
+        print(f"stopped the model server of {', '.join(stopped)}" if stopped else "no model server was running")
         return 0
-    if args.action == "status":
-        pid = server.pid()
-        print(json.dumps({"url": server.url if pid else None, "pid": pid,
-                          "served": [s.__dict__ for s in server.served()] if pid else []}, indent=2))
-        return 0
-    registry = ModelRegistry(tracking_uri=mlflow_tracking_uri(layout))
-    champions = [(s.name, v.version) for s in load_specs(usecases_dir()) if (v := registry.alias(s.name))]
-    if not champions:
-        raise ValueError("no use case has a champion yet: run `make demo` first")
-    for served in server.serve(registry, champions):
-        print(f"serving {served.name} v{served.version} at {served.url}/v2/models/{served.name}/infer")
+    report = {env: {"url": server.url if server.pid() else None, "pid": server.pid(),
+                    "served": [s.__dict__ for s in server.served()] if server.pid() else []}
+              for env, server in servers.items()}
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from assay.approvals import record_approval
+
+    layout = prepare_environment()
+    _spec(args.use_case)
+    approval = record_approval(layout.root / "approvals.jsonl", args.use_case, args.environment, args.version,
+                               args.by, args.reason)
+    print(f"recorded: {approval.by} approved {approval.use_case} v{approval.version} for "
+          f"{approval.environment} at {approval.at}")
     return 0
 
 
@@ -117,9 +122,17 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=21)
     demo.set_defaults(run=cmd_demo)
 
-    serve = commands.add_parser("serve", help="serve every use case's champion with MLServer on loopback")
-    serve.add_argument("action", choices=["start", "stop", "status"])
+    serve = commands.add_parser("serve", help="the local model servers (one per deployment environment)")
+    serve.add_argument("action", choices=["stop", "status"])
     serve.set_defaults(run=cmd_serve)
+
+    approve = commands.add_parser("approve", help="record an approval of a model version for an environment")
+    approve.add_argument("use_case")
+    approve.add_argument("--environment", default="production")
+    approve.add_argument("--version", required=True)
+    approve.add_argument("--by", required=True, help="who approves")
+    approve.add_argument("--reason", required=True, help="why")
+    approve.set_defaults(run=cmd_approve)
 
     ui = commands.add_parser("ui", help="start the Dagster webserver and daemon over the same state")
     ui.add_argument("--host", default="127.0.0.1")

@@ -57,13 +57,13 @@ def _run(defs, instance, what, selection, partition=None, tags=None, label=None)
     return StepRun(what, label or partition, result.success, result.run_id)
 
 
-STAGES = ("features", "training_set", "champion")
+STAGES = ("features", "training_set", "champion", "deployment")
 
 
 def materialize_window(
-    defs: dg.Definitions, instance: dg.DagsterInstance, spec: UseCase, days: list[str], through: str = "champion"
+    defs: dg.Definitions, instance: dg.DagsterInstance, spec: UseCase, days: list[str], through: str = "deployment"
 ) -> list[StepRun]:
-    """Build the window's graph up to and including `through` (features, training_set or champion)."""
+    """Build the window's graph up to and including `through` (one of STAGES)."""
     if through not in STAGES:
         raise ValueError(f"through must be one of {STAGES}, not {through!r}")
     runs: list[StepRun] = []
@@ -80,9 +80,11 @@ def materialize_window(
     built = [r for r in runs if r.what == "features"]
     if through != "features" and built and all(r.success for r in built):
         runs.append(_run(defs, instance, "training set", _keys(defs, spec, "training_set")))
-        if through == "champion" and runs[-1].success:
+        if through in ("champion", "deployment") and runs[-1].success:
             models = _keys(defs, spec, "model") + _keys(defs, spec, "champion")
             runs.append(_run(defs, instance, "models and champion", models))
+            if through == "deployment" and runs[-1].success:
+                runs.append(_run(defs, instance, "deployments", _keys(defs, spec, "deployment")))
     return runs
 
 

@@ -153,7 +153,20 @@ class Release(_Strict):
     strategy: list[Literal["shadow", "canary", "full"]] = ["full"]
     canary_weight: int = Field(default=10, ge=1, le=99)
     environments: list[str] = ["staging"]
+    # Environments that only deploy a version someone approved (`assay approve`).
+    approval_required: list[str] = ["production"]
     latency_p99_ms: float = 10
+    latency_concurrency: int = Field(default=4, ge=1, le=64)
+    latency_requests: int = Field(default=200, ge=20)
+    # Served predictions may differ from the offline model's by at most this (codec round trips).
+    smoke_tolerance: float = 1e-6
+
+    @model_validator(mode="after")
+    def _environment_names(self) -> Release:
+        for name in self.environments:
+            if not NAME.match(name):
+                raise ValueError(f"environment {name!r} must be lower_snake_case")
+        return self
 
 
 def _duration(value: object) -> timedelta:

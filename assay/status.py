@@ -73,16 +73,19 @@ def _champion(instance: dg.DagsterInstance, use_case: str) -> dict | None:
 
 
 def _serving() -> dict:
+    """Each environment's local model server: its URL and the versions it serves."""
     from assay.settings import state
-    from resources.environments import local_model_server
+    from resources.environments import local_deployer
 
-    server = local_model_server(state())
-    pid = server.pid()
-    try:
-        served = [{"name": s.name, "version": s.version} for s in server.served()] if pid else []
-    except OSError:
-        served = []
-    return {"url": server.url if pid else None, "pid": pid, "served": served}
+    report = {}
+    for environment, server in local_deployer(state()).servers().items():
+        pid = server.pid()
+        try:
+            served = [{"name": s.name, "version": s.version} for s in server.served()] if pid else []
+        except OSError:
+            served = []
+        report[environment] = {"url": server.url if pid else None, "pid": pid, "served": served}
+    return report
 
 
 def collect_status(defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None) -> dict:

@@ -6,6 +6,7 @@ import dagster as dg
 from dagster_dbt import DbtProject
 
 from assay.spec import UseCase
+from assets.deployment import build_deployments
 from assets.features import build_feature_assets
 from assets.ingest import build_raw_assets
 from assets.models import build_models
@@ -26,4 +27,5 @@ def build_use_case(spec: UseCase, dbt_project: DbtProject) -> list[dg.AssetsDefi
         build_feature_assets(spec, dbt_project, partitions),
         build_training_set(spec),
         *build_models(spec),
+        *build_deployments(spec),
     ]

@@ -11,7 +11,7 @@ from dagster_dbt import DbtCliResource, DbtProject
 from assay.settings import DBT_PROJECT_DIR, StateLayout, environment, mlflow_tracking_uri
 from resources.landing_zone import LandingZone
 from resources.registry import ModelRegistry
-from resources.serving import LocalModelServer
+from resources.deployer import DEFAULT_PORTS, LocalDeployer
 from resources.trainer import KubernetesTrainer, LocalTrainer
 from resources.warehouse import Warehouse
 
@@ -26,9 +26,13 @@ def dbt_project() -> DbtProject:
     return project
 
 
-def local_model_server(layout: StateLayout) -> LocalModelServer:
-    port = int(os.environ.get("ASSAY_SERVING_PORT", "8080"))  # grpc and metrics take the next two
-    return LocalModelServer(root=str(layout.serving), http_port=port, grpc_port=port + 1, metrics_port=port + 2)
+def local_deployer(layout: StateLayout) -> LocalDeployer:
+    """Each environment's MLServer port; ASSAY_SERVING_PORTS=staging=8080,production=8090 overrides."""
+    ports = dict(DEFAULT_PORTS)
+    for item in filter(None, os.environ.get("ASSAY_SERVING_PORTS", "").split(",")):
+        environment, _, port = item.partition("=")
+        ports[environment.strip()] = int(port)
+    return LocalDeployer(root=str(layout.serving), ports=ports)
 
 
 def build_resources(layout: StateLayout) -> dict[str, object]:
@@ -37,7 +41,7 @@ def build_resources(layout: StateLayout) -> dict[str, object]:
     trainer = KubernetesTrainer() if environment() == "kubernetes" else LocalTrainer()
     return {
         "trainer": trainer,
-        "model_server": local_model_server(layout),
+        "deployer": local_deployer(layout),
         "registry": ModelRegistry(tracking_uri=mlflow_tracking_uri(layout), artifact_root=str(layout.mlflow / "artifacts")),
         "landing": LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine)),
         "warehouse": Warehouse(path=str(layout.warehouse)),

@@ -99,6 +99,21 @@ class ModelRegistry(dg.ConfigurableResource):
         client.set_model_version_tag(name, version, "assay.registered_sha256", registered)
         return verified, registered
 
+    def rollback(self, name: str, reason: str) -> Version:
+        """Restore the previous champion; the version rolled back from can never be promoted again."""
+        client = self.client()
+        failed, previous = self.alias(name, CHAMPION), self.alias(name, PREVIOUS)
+        if previous is None:
+            raise PromotionRefused(f"{name}: no previous champion to roll back to")
+        client.set_registered_model_alias(name, CHAMPION, previous.version)
+        client.delete_registered_model_alias(name, PREVIOUS)
+        if failed is not None and failed.version != previous.version:
+            required = sorted(set(json.loads(failed.tags.get("assay.gates", "[]"))) | {"post_deploy"})
+            client.set_model_version_tag(name, failed.version, "assay.gates", json.dumps(required))
+            client.set_model_version_tag(name, failed.version, f"{GATE_TAG}post_deploy", "failed")
+            client.set_model_version_tag(name, failed.version, "assay.rolled_back_because", reason)
+        return previous
+
     def promote(self, name: str, version: str, reason: str) -> Version | None:
         """Make `version` the champion; the former champion keeps an alias for rollback.
 

@@ -99,8 +99,8 @@ class LocalModelServer(dg.ConfigurableResource):
 
     # --- the model repository -------------------------------------------------------------------
 
-    def stage(self, name: str, version: str, artifact_dir: Path, expected_sha256: str) -> Path:
-        """Copy a downloaded version into the repository after checking its payload hash."""
+    @staticmethod
+    def verify(name: str, version: str, artifact_dir: Path, expected_sha256: str) -> None:
         payloads = [p for p in Path(artifact_dir).rglob("payload") if p.is_dir()]
         found = payload_sha256(payloads[0]) if payloads else "missing"
         if found != expected_sha256:
@@ -108,6 +108,10 @@ class LocalModelServer(dg.ConfigurableResource):
                 f"{name} v{version}: the artifact's payload sha256 {found[:16]}… differs from the "
                 f"{expected_sha256[:16]}… recorded when it was trained; refusing to serve it"
             )
+
+    def stage(self, name: str, version: str, artifact_dir: Path, expected_sha256: str) -> Path:
+        """Copy a downloaded version into the repository after checking its payload hash."""
+        self.verify(name, version, artifact_dir, expected_sha256)
         target = Path(self.root) / "models" / f"{name}-v{version}"
         if target.exists():
             shutil.rmtree(target)
@@ -118,6 +122,9 @@ class LocalModelServer(dg.ConfigurableResource):
             "parameters": {"uri": str(target / "artifact"), "version": str(version)},
         }, indent=2))
         return target
+
+    def staged(self) -> list[tuple[str, str]]:
+        return sorted(tuple(folder.name.rsplit("-v", 1)) for folder in (Path(self.root) / "models").glob("*-v*"))
 
     def unstage_all_but(self, keep: set[tuple[str, str]]) -> None:
         for folder in (Path(self.root) / "models").glob("*-v*"):
@@ -131,6 +138,10 @@ class LocalModelServer(dg.ConfigurableResource):
 
         for name, version in versions:
             recorded = registry.version(name, version).tags.get("assay.artifact_sha256", "unrecorded")
+            staged = Path(self.root) / "models" / f"{name}-v{version}"
+            if staged.exists():  # staged before: its copy is checked again, not trusted
+                self.verify(name, version, staged, recorded)
+                continue
             with tempfile.TemporaryDirectory() as scratch:
                 self.stage(name, version, registry.download(name, version, Path(scratch)), recorded)
         self.unstage_all_but(set(versions))

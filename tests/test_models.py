@@ -35,7 +35,7 @@ def registry(defs):
 def demo(defs, instance, landing, flights_spec):
     """The demo's window, built through the champion."""
     replay(flights_spec, landing, date(2013, 1, 1), len(DAYS))
-    runs = materialize_window(defs, instance, flights_spec, DAYS)
+    runs = materialize_window(defs, instance, flights_spec, DAYS, through="champion")
     assert all(r.success for r in runs), [(r.what, r.partition) for r in runs if not r.success]
     return instance.get_latest_materialization_event(TRAINING_SET).asset_materialization
 

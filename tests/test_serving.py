@@ -40,7 +40,7 @@ def champion(assay_home, instance, landing, weather_spec):
     defs = load_definitions()
     days = [(date(2013, 1, 1) + timedelta(days=i)).isoformat() for i in range(10)]
     replay(weather_spec, landing, date(2013, 1, 1), len(days))
-    runs = materialize_window(defs, instance, weather_spec, days)
+    runs = materialize_window(defs, instance, weather_spec, days, through="champion")
     assert all(r.success for r in runs), [(r.what, r.partition) for r in runs if not r.success]
     registry = defs.resources["registry"]
     return registry, registry.alias("weather")
