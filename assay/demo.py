@@ -69,11 +69,17 @@ def run_demo(days: int) -> int:
         for gate in body["gates"]:
             if gate["result"] == "failed":
                 print(f"  FAILED {gate['asset']}:{gate['check']}: {gate.get('description')}")
+    for environment, server in report["serving"].items():
+        for served in server["served"]:
+            print(f"serving {served['name']} v{served['version']} in {environment}: "
+                  f"{server['url']}/v2/models/{served['name']}/infer")
     print(
         f"\nWhere to look:\n"
         f"  make ui                   Dagster UI on http://127.0.0.1:3000 over this state\n"
         f"  .venv/bin/assay status    assets, partitions and gate results (--json for machines)\n"
         f"  make mlflow-ui            MLflow on http://127.0.0.1:5000: runs, metrics, plots, model versions\n"
+        f"  assay approve <use case> --version N --by <you> --reason <why>, then materialize its\n"
+        f"  deployment_production in the UI: production deploys only what a person approved\n"
         f"  {layout.root}  all state: warehouse.duckdb, landing/, quarantine/, snapshots/, mlflow/, dagster/\n"
         f"  {layout.root / 'demo.log'}  the runs' console output (dbt's included)"
     )

@@ -84,7 +84,10 @@ def materialize_window(
             models = _keys(defs, spec, "model") + _keys(defs, spec, "champion")
             runs.append(_run(defs, instance, "models and champion", models))
             if through == "deployment" and runs[-1].success:
-                runs.append(_run(defs, instance, "deployments", _keys(defs, spec, "deployment")))
+                # Environments that need a person's approval are left for `assay approve` + a run.
+                automatic = [k for k in _keys(defs, spec, "deployment")
+                             if k.path[-1].removeprefix("deployment_") not in spec.release.approval_required]
+                runs.append(_run(defs, instance, "deployments", automatic))
     return runs
 
 
