@@ -126,6 +126,9 @@ def test_platform_k8s_holds_the_expected_manifests():
             ("ServiceAccount", "assay-trainer"),
             ("Role", "assay-trainer-launcher"),
             ("RoleBinding", "assay-trainer-launcher"),
+            ("ServiceAccount", "assay-deployer"),
+            ("Role", "assay-deployer"),
+            ("RoleBinding", "assay-deployer"),
             ("PodTemplate", "assay-trainer"),
         ]
     )
