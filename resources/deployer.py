@@ -1,7 +1,14 @@
 """Where a release goes: one interface, one implementation per environment.
 
 Locally each deployment environment (staging, production) is its own MLServer process on loopback;
-on Kubernetes the same release plan is rendered to Seldon resources (resources/seldon.py).
+on Kubernetes the same release is rendered to Seldon resources (resources/seldon_deployer.py).
+
+The interface is what a progressive rollout needs and no more:
+- `deploy` serves one version alone (a full release, or a rollback);
+- `stage` serves a candidate beside the incumbent, for a shadow or canary step;
+- `incumbent` says which version answers now.
+Each returns or works on an endpoint with `url`, `infer(name, body, version=None) -> (status, body)`
+and `served() -> [Served]`, so the post-deploy and rollout gates run unchanged on either.
 """
 
 from __future__ import annotations
@@ -17,9 +24,18 @@ DEFAULT_PORTS = {"staging": 8080, "production": 8090}
 
 
 class Deployer(dg.ConfigurableResource):
-    """Serves `version` of model `name` in `environment` and returns an endpoint to check it."""
-
     def deploy(self, registry, name: str, environment: str, version: str):
+        """Serve `version` of use case `name` alone in `environment`; returns the endpoint."""
+        raise NotImplementedError
+
+    def stage(self, registry, name: str, environment: str, incumbent: str, candidate: str,
+              step: str, weight: int):
+        """Serve `candidate` beside `incumbent` for a rollout `step` ("shadow": it scores a mirror
+        of the traffic, answers none; "canary": it answers `weight` percent); returns the endpoint."""
+        raise NotImplementedError
+
+    def incumbent(self, name: str, environment: str) -> str | None:
+        """The version of `name` that answers traffic in `environment` now, or None."""
         raise NotImplementedError
 
 
@@ -35,12 +51,35 @@ class LocalDeployer(Deployer):
         return LocalModelServer(root=str(Path(self.root) / environment), http_port=port,
                                 grpc_port=port + 1, metrics_port=port + 2)
 
-    def deploy(self, registry, name, environment, version):
-        """Replace this use case's model in the environment's server; other use cases keep theirs."""
+    def _serve(self, registry, name: str, environment: str, versions: list[str]) -> LocalModelServer:
+        """Replace this use case's versions in the environment's server; other use cases keep theirs."""
         server = self.server(environment)
         keep = [(n, v) for n, v in server.staged() if n != name] if Path(server.root, "models").exists() else []
-        server.serve(registry, sorted([*keep, (name, str(version))]))
+        server.serve(registry, sorted([*keep, *((name, str(v)) for v in versions)]))
+        self._record_incumbent(environment, name, versions[0])
         return server
+
+    def deploy(self, registry, name, environment, version):
+        return self._serve(registry, name, environment, [str(version)])
+
+    def stage(self, registry, name, environment, incumbent, candidate, step, weight):
+        # Locally both versions load in one MLServer; the replayed traffic is split by the caller
+        # (assets/rollout.py), as Seldon's Experiment splits it on Kubernetes.
+        return self._serve(registry, name, environment, [str(incumbent), str(candidate)])
+
+    def _incumbent_file(self, environment: str, name: str) -> Path:
+        return Path(self.root) / environment / "incumbents" / name
+
+    def _record_incumbent(self, environment: str, name: str, version: str) -> None:
+        path = self._incumbent_file(environment, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{version}\n")
+
+    def incumbent(self, name, environment):
+        path = self._incumbent_file(environment, name)
+        if not path.exists() or self.server(environment).pid() is None:
+            return None
+        return path.read_text().strip() or None
 
     def servers(self) -> dict[str, LocalModelServer]:
         return {environment: self.server(environment) for environment in self.ports}
