@@ -5,6 +5,8 @@
     assay demo                                          replay a default window and build everything
     assay serve stop|status                             the local model servers (deployments start them)
     assay approve flights --version 3 --by ana --reason "..."   approve a version for production
+    assay rollback flights --by ana --reason "..."      restore the previous champion wherever it serves
+    assay releases flights                              promotions, rollout steps, deployments, rollbacks
     assay ui                                            the Dagster UI over the same state
     assay dbt-parse                                     prepare the dbt manifest (done by make install)
 """
@@ -88,6 +90,57 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from assay.releases import ReleaseEvent, record
+    from resources.environments import build_resources
+    from resources.registry import PromotionRefused
+
+    layout = prepare_environment()
+    _spec(args.use_case)
+    if not args.by.strip() or not args.reason.strip():
+        raise ValueError("a rollback needs a person (--by) and a reason (--reason)")
+    resources = build_resources(layout)
+    registry, deployer = resources["registry"], resources["deployer"]
+    current = registry.alias(args.use_case)
+    try:
+        previous = registry.rollback(args.use_case, reason=f"by {args.by}: {args.reason}")
+    except PromotionRefused as refusal:
+        print(f"assay rollback: {refusal}", file=sys.stderr)
+        return 2
+    print(f"{args.use_case}: champion is v{previous.version} again (was v{current.version if current else '?'})")
+    for environment in spec_environments(args.use_case):
+        serving = deployer.incumbent(args.use_case, environment)
+        if serving is None or serving == previous.version:
+            continue
+        deployer.deploy(registry, args.use_case, environment, previous.version)
+        record(layout.root, ReleaseEvent(args.use_case, "rolled_back", previous.version, environment, serving,
+                                         by=args.by, reason=args.reason))
+        print(f"{environment}: serving v{previous.version} (was v{serving})")
+    return 0
+
+
+def spec_environments(use_case: str) -> list[str]:
+    return _spec(use_case).release.environments
+
+
+def cmd_releases(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from assay.releases import history
+
+    layout = prepare_environment()
+    events = history(layout.root, args.use_case)
+    if args.json:
+        print(json.dumps([asdict(e) for e in events], indent=2))
+        return 0
+    for e in events:
+        where = f" in {e.environment}" if e.environment else ""
+        verdict = "" if e.passed is None else (" passed" if e.passed else " FAILED")
+        print(f"{e.at}  {e.use_case} v{e.version} {e.event}{verdict}{where} (from v{e.from_version}) by {e.by}: "
+              f"{e.reason}")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     prepare_environment()
     command = [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-w", "workspace.yaml",
@@ -133,6 +186,17 @@ def parser() -> argparse.ArgumentParser:
     approve.add_argument("--by", required=True, help="who approves")
     approve.add_argument("--reason", required=True, help="why")
     approve.set_defaults(run=cmd_approve)
+
+    rollback = commands.add_parser("rollback", help="restore the previous champion and serve it again")
+    rollback.add_argument("use_case")
+    rollback.add_argument("--by", required=True, help="who rolls back")
+    rollback.add_argument("--reason", required=True, help="why")
+    rollback.set_defaults(run=cmd_rollback)
+
+    releases = commands.add_parser("releases", help="the release log of a use case (or all)")
+    releases.add_argument("use_case", nargs="?")
+    releases.add_argument("--json", action="store_true")
+    releases.set_defaults(run=cmd_releases)
 
     ui = commands.add_parser("ui", help="start the Dagster webserver and daemon over the same state")
     ui.add_argument("--host", default="127.0.0.1")

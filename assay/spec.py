@@ -160,6 +160,15 @@ class Release(_Strict):
     latency_requests: int = Field(default=200, ge=20)
     # Served predictions may differ from the offline model's by at most this (codec round trips).
     smoke_tolerance: float = 1e-6
+    # Progressive rollout: replayed requests per step, and the live gates a candidate must pass
+    # against the incumbent before taking more traffic.
+    rollout_requests: int = Field(default=300, ge=50)
+    min_agreement: float = Field(default=0.8, ge=0, le=1)
+    # Two answers agree when the decision matches (classification, threshold 0.5) or when they
+    # differ by at most this many target units (regression; required when the task is regression).
+    agreement_tolerance: float | None = Field(default=None, gt=0)
+    max_latency_ratio: float = Field(default=2.0, ge=1)
+    min_labelled_rows: int = Field(default=50, ge=10)
 
     @model_validator(mode="after")
     def _environment_names(self) -> Release:
@@ -230,6 +239,10 @@ class UseCase(_Strict):
         for name in self.tables:
             if not NAME.match(name):
                 raise ValueError(f"tables.{name}: table names must be lower_snake_case")
+        staged = set(self.release.strategy) - {"full"}
+        if staged and self.features.task == "regression" and self.release.agreement_tolerance is None:
+            raise ValueError("release.agreement_tolerance: a regression use case rolled out by "
+                             f"{sorted(staged)} must say how far two predictions may differ and still agree")
         return self
 
     @property

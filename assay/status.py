@@ -88,6 +88,16 @@ def _serving() -> dict:
     return report
 
 
+def _recent_releases(use_case: str, last: int = 10) -> list[dict]:
+    """The latest promotions, rollout steps, deployments and rollbacks (`assay releases` has all)."""
+    from dataclasses import asdict
+
+    from assay.releases import history
+    from assay.settings import state
+
+    return [asdict(e) for e in history(state().root, use_case)[-last:]]
+
+
 def collect_status(defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None) -> dict:
     defs = defs or load_definitions()
     instance = instance or dg.DagsterInstance.get()
@@ -99,6 +109,7 @@ def collect_status(defs: dg.Definitions | None = None, instance: dg.DagsterInsta
         gates = [_gate_state(instance, k) for k in sorted(check_keys, key=str) if k.asset_key.path[0] == use_case]
         report["use_cases"][use_case] = {
             "champion": _champion(instance, use_case),
+            "releases": _recent_releases(use_case),
             "assets": assets,
             "gates": gates,
             "summary": {
@@ -129,6 +140,9 @@ def render_status(report: dict) -> str:
             rows = f", {asset['row_count']} rows" if asset.get("row_count") is not None else ""
             when = asset.get("last_materialized") or "never"
             lines.append(f"  {asset['key']:<40} {when}{rows}")
+        for event in body.get("releases", [])[-3:]:
+            where = f" in {event['environment']}" if event["environment"] else ""
+            lines.append(f"  release: {event['at']} v{event['version']} {event['event']}{where} by {event['by']}")
         for gate in body["gates"]:
             if gate["result"] == "failed":
                 lines.append(f"  FAILED {gate['asset']}:{gate['check']}: {gate.get('description')}")

@@ -1,10 +1,13 @@
 """Deployments: one asset per environment in the spec, serving the champion, gated after deploy.
 
-Post-deploy gates prove the served model is the one that passed the model gates: it is ready, it
-answers a sample exactly as the registered model does offline, it meets the latency budget at the
-stated concurrency, and it rejects malformed input with a 4xx. When one fails, the previous champion
-is restored and served again. An environment that needs approval deploys nothing without one: the
-`approval` gate fails instead.
+A new champion reaches an environment by the spec's strategy: shadow and canary steps against the
+version serving there (assets/rollout.py), each gated on live figures, then the full release.
+Post-deploy gates then prove the served model is the one that passed the model gates: it is ready,
+it answers a sample exactly as the registered model does offline, it meets the latency budget at the
+stated concurrency, and it rejects malformed input with a 4xx. When a rollout or post-deploy gate
+fails, the version that served before is restored and the champion alias rolled back. An
+environment that needs approval deploys nothing without one: the `approval` gate fails instead.
+Every step, deployment and rollback is appended to the release log (assay/releases.py).
 """
 
 import time
@@ -15,8 +18,10 @@ import numpy as np
 import polars as pl
 
 from assay.approvals import find_approval
+from assay.releases import ReleaseEvent, record
 from assay.settings import state
 from assay.spec import UseCase
+from assets.rollout import STEPS, StepVerdict, judge, replay_traffic, traffic_rows
 from resources.deployer import Deployer
 from resources.registry import ModelRegistry, PromotionRefused
 from serving.requests import predictions, v2_request
@@ -32,11 +37,15 @@ GATES = {
 }
 
 
+def _snapshot(spec: UseCase, version) -> pl.DataFrame:
+    """The training-set snapshot the version was trained on."""
+    sha = version.tags["assay.training_set_sha256"]
+    return pl.read_parquet(state().snapshots / spec.name / "training_set" / f"{sha}.parquet")
+
+
 def _sample(spec: UseCase, registry: ModelRegistry, version) -> pl.DataFrame:
     """The last rows of the snapshot the version was trained on: its holdout end."""
-    sha = version.tags["assay.training_set_sha256"]
-    path = state().snapshots / spec.name / "training_set" / f"{sha}.parquet"
-    return pl.read_parquet(path).tail(50)
+    return _snapshot(spec, version).tail(50)
 
 
 def _check(name: str, passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
@@ -95,17 +104,53 @@ def post_deploy_checks(spec: UseCase, endpoint, registry: ModelRegistry, version
     return checks
 
 
+def _rollout_checks(spec: UseCase) -> dict[str, str]:
+    return {f"rollout_{step}": f"The candidate passed the {step} step against the incumbent on replayed traffic: "
+            "error rate, p99 latency, agreement and accuracy on labelled rows (see assets/rollout.py)."
+            for step in spec.release.strategy if step in STEPS}
+
+
+def progressive_rollout(context, spec: UseCase, environment: str, registry: ModelRegistry, deployer: Deployer,
+                        champion, incumbent: str | None) -> list[StepVerdict]:
+    """Shadow and canary steps of the spec's strategy, stopping at the first failed gate.
+
+    With nothing serving, or the champion already serving, there is nothing to compare against:
+    each step passes and says so, as the no-regression gate does for a first model."""
+    steps = [step for step in spec.release.strategy if step in STEPS]
+    if incumbent is None or incumbent == champion.version:
+        why = (f"nothing served in {environment} yet" if incumbent is None
+               else f"v{champion.version} already serves {environment}")
+        return [StepVerdict(step, True, f"{step}: {why}; nothing to compare", {}) for step in steps]
+    rows = traffic_rows(_snapshot(spec, champion), spec)
+    labels = rows[spec.features.target].cast(pl.Float64).to_numpy()
+    verdicts = []
+    for step in steps:
+        endpoint = deployer.stage(registry, spec.name, environment, incumbent, champion.version, step,
+                                  spec.release.canary_weight)
+        before, after = replay_traffic(endpoint, spec, rows, incumbent, champion.version, step,
+                                       spec.release.canary_weight)
+        verdict = judge(step, spec, before, after, labels)
+        verdicts.append(verdict)
+        record(state().root, ReleaseEvent(spec.name, step, champion.version, environment, incumbent,
+                                           by=f"run {context.run.run_id}", reason=verdict.description,
+                                           passed=verdict.passed))
+        context.log.info(verdict.description)
+        if not verdict.passed:
+            break
+    return verdicts
+
+
 def build_deployment(spec: UseCase, environment: str) -> dg.AssetsDefinition:
     key = dg.AssetKey([spec.name, f"deployment_{environment}"])
     needs_approval = environment in spec.release.approval_required
-    gates = {g: d for g, d in GATES.items() if g != "approval" or needs_approval}
+    gates = {g: d for g, d in GATES.items() if g != "approval" or needs_approval} | _rollout_checks(spec)
 
     @dg.asset(
         key=key,
         deps=[dg.AssetKey([spec.name, "champion"])],
         description=f"`{spec.name}`'s champion served in {environment}"
-        + (" once approved" if needs_approval else "") + "; rolled back to the previous champion when a "
-        "post-deploy gate fails.",
+        + (" once approved" if needs_approval else "") + f", rolled out by {' then '.join(spec.release.strategy)}; "
+        "rolled back to the incumbent when a rollout or post-deploy gate fails.",
         group_name=f"{spec.name}_release",
         owners=[spec.owner],
         kinds={"mlserver", "seldon"},
@@ -127,30 +172,53 @@ def build_deployment(spec: UseCase, environment: str) -> dg.AssetsDefinition:
             yield _check("approval", True, f"approved by {approval.by} at {approval.at}: {approval.reason}",
                          by=approval.by, at=approval.at, reason=approval.reason)
 
-        endpoint = deployer.deploy(registry, spec.name, environment, champion.version)
-        checks = post_deploy_checks(spec, endpoint, registry, champion)
-        failed = [c.check_name for c in checks if not c.passed]
-        rolled_back_to = None
+        by = f"run {context.run.run_id}"
+        incumbent = deployer.incumbent(spec.name, environment)
+        verdicts = progressive_rollout(context, spec, environment, registry, deployer, champion, incumbent)
+        failed_step = next((v.step for v in verdicts if not v.passed), None)
+        if failed_step is None:
+            endpoint = deployer.deploy(registry, spec.name, environment, champion.version)
+            if incumbent != champion.version:
+                record(state().root, ReleaseEvent(spec.name, "deployed", champion.version, environment, incumbent,
+                                                  by=by, reason="every rollout step passed"))
+            checks = post_deploy_checks(spec, endpoint, registry, champion)
+            failed = [c.check_name for c in checks if not c.passed]
+        else:
+            checks, failed = [], [f"rollout_{failed_step}"]
+
+        serving = champion.version
         if failed:
+            reason = f"gates failed in {environment}: {failed}"
             try:
-                previous = registry.rollback(spec.name, reason=f"post-deploy gates failed in {environment}: {failed}")
+                previous = registry.rollback(spec.name, reason=reason)
             except PromotionRefused as refusal:
-                context.log.error(f"post-deploy gates {failed} failed and {refusal}")
-            else:
-                deployer.deploy(registry, spec.name, environment, previous.version)
-                rolled_back_to = previous.version
-                context.log.warning(f"rolled back {spec.name} in {environment} to v{previous.version}")
-        yield dg.MaterializeResult(
-            asset_key=key,
-            data_version=dg.DataVersion(f"v{rolled_back_to or champion.version}"),
-            metadata={
-                "deployed_version": champion.version,
-                "serving_version": rolled_back_to or champion.version,
-                "rolled_back_to": rolled_back_to or "none",
-                "url": dg.MetadataValue.url(f"{endpoint.url}/v2/models/{spec.name}"),
-                "environment": environment,
-            },
-        )
+                previous = None
+                context.log.error(f"{reason} and {refusal}")
+            # What served before this release serves again; with nothing before, the registry's previous.
+            restore = incumbent if incumbent not in (None, champion.version) else (previous and previous.version)
+            if restore:
+                endpoint = deployer.deploy(registry, spec.name, environment, restore)
+                serving = restore
+                record(state().root, ReleaseEvent(spec.name, "rolled_back", restore, environment, champion.version,
+                                                  by=by, reason=reason))
+                context.log.warning(f"rolled back {spec.name} in {environment} to v{restore}")
+                if not checks:  # the release stopped in a rollout step: prove the restored version serves
+                    checks = post_deploy_checks(spec, endpoint, registry, registry.version(spec.name, restore))
+        rolled_back_to = serving if serving != champion.version else None
+        if rolled_back_to or failed_step is None:
+            yield dg.MaterializeResult(
+                asset_key=key,
+                data_version=dg.DataVersion(f"v{serving}"),
+                metadata={
+                    "deployed_version": champion.version,
+                    "serving_version": serving,
+                    "rolled_back_to": rolled_back_to or "none",
+                    "previous_incumbent": incumbent or "none",
+                    "url": dg.MetadataValue.url(f"{endpoint.url}/v2/models/{spec.name}"),
+                    "environment": environment,
+                },
+            )
+        yield from (_check(f"rollout_{v.step}", v.passed, v.description, **v.metadata) for v in verdicts)
         yield from checks
 
     return deployment

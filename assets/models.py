@@ -10,7 +10,8 @@ import subprocess
 
 import dagster as dg
 
-from assay.settings import REPO_ROOT
+from assay.releases import ReleaseEvent, record
+from assay.settings import REPO_ROOT, state
 from assay.spec import UseCase
 from resources.registry import ModelRegistry, PromotionRefused
 from resources.trainer import Trainer
@@ -162,10 +163,14 @@ def build_champion(spec: UseCase) -> dg.AssetsDefinition:
         refusals = []
         for value, version, family in scored:
             try:
-                former = registry.promote(spec.name, version, reason=f"best {metric} {value:.4f} ({family})")
+                reason = f"best {metric} {value:.4f} ({family})"
+                former = registry.promote(spec.name, version, reason=reason)
             except PromotionRefused as refusal:
                 refusals.append(str(refusal))
                 continue
+            if former is None or former.version != version:
+                record(state().root, ReleaseEvent(spec.name, "promoted", version, from_version=former and former.version,
+                                                  by=f"run {context.run.run_id}", reason=reason))
             return dg.MaterializeResult(
                 data_version=dg.DataVersion(f"v{version}"),
                 metadata={
