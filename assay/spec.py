@@ -204,6 +204,41 @@ class Freshness(_Strict):
         return parsed
 
 
+class LiveFloors(_Strict):
+    """The live metric a serving model must keep; below it (or above, for errors) a retrain is asked for."""
+
+    min_roc_auc: float | None = Field(default=None, ge=0, le=1)
+    min_pr_auc: float | None = Field(default=None, ge=0, le=1)
+    max_rmse: float | None = Field(default=None, gt=0)
+    max_mae: float | None = Field(default=None, gt=0)
+
+
+class Monitoring(_Strict):
+    """Drift and live-performance thresholds, and how often they may ask for a retrain.
+
+    A column drifts when its PSI reaches `psi_threshold` AND its two-sample test's p-value falls
+    below `p_value` (monitoring/drift.py says why both). Below `min_rows` rows on either side, a
+    feature's drift or a live metric is reported as insufficient data and triggers nothing.
+    `features` defaults to every feature column; `floors` default, metric by metric, to the gates'
+    floors (the floor a model had to meet to be released is the one it must keep meeting live).
+    """
+
+    psi_threshold: float = Field(default=0.2, gt=0)
+    p_value: float = Field(default=0.01, gt=0, lt=1)
+    min_rows: int = Field(default=200, ge=10)
+    features: list[str] | None = Field(default=None, min_length=1)
+    floors: LiveFloors = LiveFloors()
+    retrain_min_interval: timedelta = timedelta(days=7)
+
+    @field_validator("retrain_min_interval", mode="before")
+    @classmethod
+    def _parse(cls, value: object) -> timedelta:
+        parsed = _duration(value)
+        if parsed < timedelta(hours=1):
+            raise ValueError("retrain_min_interval must be at least 1h")
+        return parsed
+
+
 class UseCase(_Strict):
     name: str
     description: str
@@ -217,6 +252,7 @@ class UseCase(_Strict):
     gates: Gates = Gates()
     release: Release = Release()
     freshness: Freshness = Freshness()
+    monitoring: Monitoring = Monitoring()
 
     @field_validator("name")
     @classmethod
@@ -244,6 +280,41 @@ class UseCase(_Strict):
             raise ValueError("release.agreement_tolerance: a regression use case rolled out by "
                              f"{sorted(staged)} must say how far two predictions may differ and still agree")
         return self
+
+    @model_validator(mode="after")
+    def _monitoring(self) -> UseCase:
+        columns = self.features.columns
+        unknown = [f for f in self.monitoring.features or [] if f not in {*columns.numeric, *columns.categorical}]
+        if unknown:
+            raise ValueError(f"monitoring.features: not feature columns of this use case: {unknown}")
+        wrong = {"binary_classification": ("max_rmse", "max_mae"),
+                 "regression": ("min_roc_auc", "min_pr_auc")}[self.features.task]
+        misplaced = [f for f in wrong if getattr(self.monitoring.floors, f) is not None]
+        if misplaced:
+            raise ValueError(f"monitoring.floors: {misplaced} do not apply to a {self.features.task} use case")
+        return self
+
+    @property
+    def watched_features(self) -> tuple[list[str], list[str]]:
+        """(numeric, categorical) columns whose drift is monitored, in the spec's order."""
+        watched = self.monitoring.features
+        columns = self.features.columns
+        if watched is None:
+            return list(columns.numeric), list(columns.categorical)
+        return ([c for c in columns.numeric if c in watched], [c for c in columns.categorical if c in watched])
+
+    @property
+    def live_floors(self) -> dict[str, float]:
+        """Live-metric floors by metric name (roc_auc, pr_auc, rmse, mae); monitoring's, else the gates'."""
+        names = ({"roc_auc": "min_roc_auc", "pr_auc": "min_pr_auc"} if self.features.task == "binary_classification"
+                 else {"rmse": "max_rmse", "mae": "max_mae"})
+        floors = {}
+        for metric, field in names.items():
+            value = getattr(self.monitoring.floors, field)
+            value = getattr(self.gates, field) if value is None else value
+            if value is not None:
+                floors[metric] = value
+        return floors
 
     @property
     def partitioned_tables(self) -> list[str]:

@@ -21,6 +21,7 @@ from assay.approvals import find_approval
 from assay.releases import ReleaseEvent, record
 from assay.settings import state
 from assay.spec import UseCase
+from automation.conditions import follows_gated_upstream
 from assets.rollout import STEPS, StepVerdict, judge, replay_traffic, traffic_rows
 from resources.deployer import Deployer
 from resources.registry import ModelRegistry, PromotionRefused
@@ -157,6 +158,9 @@ def build_deployment(spec: UseCase, environment: str) -> dg.AssetsDefinition:
         tags={"stage": "deployment", "use_case": spec.name, "environment": environment},
         check_specs=[dg.AssetCheckSpec(g, asset=key, blocking=True, description=d) for g, d in gates.items()],
         output_required=False,  # an unapproved production deploy materializes nothing
+        # Follows a new champion once its gates passed, in this run or an earlier one; an
+        # environment that needs approval moves only when a person has approved and asks.
+        automation_condition=None if needs_approval else follows_gated_upstream(),
     )
     def deployment(context: dg.AssetExecutionContext, registry: ModelRegistry, deployer: Deployer):
         champion = registry.alias(spec.name)

@@ -15,6 +15,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from assay.spec import UseCase
+from automation.conditions import follows_gated_partitions
 from resources.warehouse import Warehouse
 
 
@@ -46,7 +47,9 @@ class UseCaseTranslator(DagsterDbtTranslator):
         if unique_id.startswith("source."):
             return spec
         return spec.replace_attributes(
-            freshness_policy=dg.FreshnessPolicy.time_window(fail_window=self.spec.freshness.features)
+            freshness_policy=dg.FreshnessPolicy.time_window(fail_window=self.spec.freshness.features),
+            # Features follow each raw day that loads and passed its data gates.
+            automation_condition=follows_gated_partitions(),
         )
 
 

@@ -148,8 +148,13 @@ def build_champion(spec: UseCase) -> dg.AssetsDefinition:
         owners=[spec.owner],
         kinds={"mlflow"},
         tags={"stage": "champion", "use_case": spec.name},
+        check_specs=[dg.AssetCheckSpec(
+            "passed_every_gate", asset=dg.AssetKey([spec.name, "champion"]), blocking=True,
+            description="The champion version's gates all passed in the registry and its artifact, hashed again "
+            "now, is the one trained: deployment follows the champion only after this, across runs too.",
+        )],
     )
-    def champion(context: dg.AssetExecutionContext, registry: ModelRegistry) -> dg.MaterializeResult:
+    def champion(context: dg.AssetExecutionContext, registry: ModelRegistry):
         scored = []
         for key in candidates:
             event = context.instance.get_latest_materialization_event(key)
@@ -171,7 +176,7 @@ def build_champion(spec: UseCase) -> dg.AssetsDefinition:
             if former is None or former.version != version:
                 record(state().root, ReleaseEvent(spec.name, "promoted", version, from_version=former and former.version,
                                                   by=f"run {context.run.run_id}", reason=reason))
-            return dg.MaterializeResult(
+            yield dg.MaterializeResult(
                 data_version=dg.DataVersion(f"v{version}"),
                 metadata={
                     "champion_version": version, "family": family, metric: value,
@@ -180,9 +185,26 @@ def build_champion(spec: UseCase) -> dg.AssetsDefinition:
                     "refused": dg.MetadataValue.json(refusals),
                 },
             )
+            yield champion_check(registry, spec.name, version)
+            return
         raise dg.Failure("no candidate may become champion: " + "; ".join(refusals))
 
     return champion
+
+
+def champion_check(registry: ModelRegistry, name: str, version: str) -> dg.AssetCheckResult:
+    """Re-verify at promotion time what the candidate's gates established at training time: an
+    artifact swapped in the store since then must not reach a deployment."""
+    tags = registry.version(name, version).tags
+    verified, registered = registry.verify_artifact(name, version, tags.get("assay.artifact_sha256", "unrecorded"))
+    failed = registry.version(name, version).failed_gates()
+    return dg.AssetCheckResult(
+        check_name="passed_every_gate", passed=verified and not failed, severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"v{version}: every gate passed and the artifact hash matches" if verified and not failed
+                     else f"v{version}: failed gates {failed}" + ("" if verified else
+                     f"; the stored artifact hashes to {registered[:16]}…, not what was trained")),
+        metadata={"version": version, "registered_sha256": registered, "failed_gates": dg.MetadataValue.json(failed)},
+    )
 
 
 def build_models(spec: UseCase) -> list[dg.AssetsDefinition]:

@@ -12,6 +12,7 @@ from assay.settings import DBT_PROJECT_DIR, StateLayout, environment, mlflow_tra
 from resources.landing_zone import LandingZone
 from resources.registry import ModelRegistry
 from resources.deployer import DEFAULT_PORTS, LocalDeployer
+from resources.seldon_deployer import SeldonDeployer
 from resources.trainer import KubernetesTrainer, LocalTrainer
 from resources.warehouse import Warehouse
 
@@ -37,11 +38,12 @@ def local_deployer(layout: StateLayout) -> LocalDeployer:
 
 def build_resources(layout: StateLayout) -> dict[str, object]:
     # Both environments (ASSAY_ENV) share the warehouse, landing zone and dbt: at scale the state
-    # folder is the code location's volume (platform/k8s). Training is where they differ.
-    trainer = KubernetesTrainer() if environment() == "kubernetes" else LocalTrainer()
+    # folder is the code location's volume (platform/k8s). Training and serving are where they differ.
+    on_kubernetes = environment() == "kubernetes"
     return {
-        "trainer": trainer,
-        "deployer": local_deployer(layout),
+        "trainer": KubernetesTrainer() if on_kubernetes else LocalTrainer(),
+        # Seldon on Kubernetes (ASSAY_SELDON_* variables), MLServer processes on loopback locally.
+        "deployer": SeldonDeployer.from_environment() if on_kubernetes else local_deployer(layout),
         "registry": ModelRegistry(tracking_uri=mlflow_tracking_uri(layout), artifact_root=str(layout.mlflow / "artifacts")),
         "landing": LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine)),
         "warehouse": Warehouse(path=str(layout.warehouse)),

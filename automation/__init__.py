@@ -1,0 +1,1 @@
+"""What happens without anyone clicking: sensors and automation conditions."""

@@ -1,0 +1,157 @@
+"""Automation: the landing sensor turns files into runs; features follow loaded days whose data gates
+passed; deployment follows a champion only once its blocking checks passed, across runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from assay.replay import replay
+from assay.runs import load_definitions
+from automation.ticks import run_sensor_requests, tick_automation, tick_sensor
+from conftest import only_use_case
+from test_serving import _free_ports
+
+SENSOR = "weather_landing"
+RAW = dg.AssetKey(["weather", "raw_weather"])
+FEATURES = dg.AssetKey(["weather", "temperature_features"])
+CHAMPION = dg.AssetKey(["weather", "champion"])
+STAGING = dg.AssetKey(["weather", "deployment_staging"])
+START = date(2013, 3, 1)
+
+
+def _day(i: int) -> str:
+    return (START + timedelta(days=i)).isoformat()
+
+
+TICKS: dict = {}  # the automation cursor, carried from tick to tick as the daemon carries it
+
+
+@pytest.fixture(scope="module")
+def defs(assay_home, instance, tmp_path_factory):
+    folder = only_use_case(tmp_path_factory.mktemp("uc"), "weather")
+    spec = yaml.safe_load((folder / "weather.yaml").read_text())
+    spec["release"]["latency_p99_ms"] = 2000  # this module tests what runs, not how fast on a busy CI box
+    (folder / "weather.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ASSAY_USECASES_DIR", str(folder))
+        base = _free_ports(6)
+        patch.setenv("ASSAY_SERVING_PORTS", f"staging={base},production={base + 3}")
+        defs = load_definitions()
+        _tick(defs, instance)  # the daemon was running before any file landed
+        yield defs
+        for server in defs.resources["deployer"].servers().values():
+            server.stop()
+
+
+def _tick(defs, instance):
+    result, runs, TICKS["cursor"] = tick_automation(defs, instance, TICKS.get("cursor"))
+    return result, runs
+
+
+def _file(landing, day: str) -> Path:
+    return landing.path_for("weather", "weather", day)
+
+
+def test_new_files_become_one_run_per_day_and_a_second_tick_asks_for_nothing(defs, instance, landing, weather_spec):
+    replay(weather_spec, landing, START, 2)
+    requests, cursor, _ = tick_sensor(defs, instance, SENSOR, None)
+    assert [(r.partition_key, r.asset_selection) for r in requests] == [(_day(0), [RAW]), (_day(1), [RAW])]
+    assert len({r.run_key for r in requests}) == 2
+    runs = run_sensor_requests(defs, instance, SENSOR, requests)
+    assert [r.success for r in runs] == [True, True]
+
+    again, cursor_after, skipped = tick_sensor(defs, instance, SENSOR, cursor)
+    assert again == [] and skipped == "no new or changed files" and json.loads(cursor_after) == json.loads(cursor)
+    pytest.cursor = cursor  # the next test resumes from here, as the daemon would after a restart
+
+
+def test_a_resumed_cursor_sees_only_later_and_late_files(defs, instance, landing, weather_spec):
+    replay(weather_spec, landing, START + timedelta(days=3), 1)  # day 3 arrives before day 2: late
+    replay(weather_spec, landing, START + timedelta(days=2), 1)
+    requests, _, _ = tick_sensor(defs, instance, SENSOR, pytest.cursor)
+    assert sorted(r.partition_key for r in requests) == [_day(2), _day(3)]
+    assert all(r.success for r in run_sensor_requests(defs, instance, SENSOR, requests))
+
+
+def test_a_redelivered_file_runs_again_only_when_its_content_changed(defs, instance, landing, weather_spec):
+    _, cursor, _ = tick_sensor(defs, instance, SENSOR, None)  # a fresh cursor: every file is "new"
+    requests, cursor, _ = tick_sensor(defs, instance, SENSOR, cursor)
+    assert requests == []
+
+    path = _file(landing, _day(1))
+    original = path.read_bytes()
+    path.write_bytes(original)  # delivered again, same bytes, newer timestamp
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    same, cursor, _ = tick_sensor(defs, instance, SENSOR, cursor)
+    assert same == []
+
+    header, *rows = original.decode().splitlines()
+    path.write_text("\n".join([header, *rows[:-1]]) + "\n")  # a corrected delivery: one reading withdrawn
+    changed, _, _ = tick_sensor(defs, instance, SENSOR, cursor)
+    assert [r.partition_key for r in changed] == [_day(1)]
+    runs = run_sensor_requests(defs, instance, SENSOR, changed)
+    assert runs[0].success
+    assert run_sensor_requests(defs, instance, SENSOR, changed) == []  # the same run key never runs twice
+    metadata = instance.get_latest_materialization_event(RAW).asset_materialization.metadata
+    assert metadata["dagster/row_count"].value == len(rows) - 1
+
+
+def test_features_follow_loaded_days_but_not_a_day_that_failed_its_data_gates(defs, instance, landing, weather_spec):
+    replay(weather_spec, landing, START + timedelta(days=4), 1)
+    path = _file(landing, _day(4))
+    header, *rows = path.read_text().splitlines()
+    path.write_text("\n".join([header, *rows[:5], rows[5].rsplit(",", 3)[0]]) + "\n")  # truncated mid-row
+    requests, _, _ = tick_sensor(defs, instance, SENSOR, pytest.cursor)
+    runs = run_sensor_requests(defs, instance, SENSOR, [r for r in requests if r.partition_key == _day(4)])
+    assert [r.success for r in runs] == [False]  # the contract gate failed; the file is quarantined
+
+    result, feature_runs = _tick(defs, instance)
+    requested = result.get_requested_partitions(FEATURES)
+    assert requested == {_day(0), _day(1), _day(2), _day(3)}
+    assert all(r.success for r in feature_runs)
+    assert STAGING not in {k for r in feature_runs for k in r.assets}  # no champion yet: nothing to deploy
+
+
+def _train(defs, instance):
+    selection = [dg.AssetKey(["weather", "training_set"]), dg.AssetKey(["weather", "model_lightgbm"]), CHAMPION]
+    return dg.materialize(list(defs.assets), resources=defs.resources, instance=instance, selection=selection,
+                          raise_on_error=False)
+
+
+def test_deployment_is_not_requested_after_the_champion_failed_a_blocking_check_in_an_earlier_run(
+        defs, instance, landing, weather_spec):
+    replay(weather_spec, landing, START + timedelta(days=5), 9)
+    requests, _, _ = tick_sensor(defs, instance, SENSOR, pytest.cursor)
+    run_sensor_requests(defs, instance, SENSOR, requests)
+    _tick(defs, instance)
+    registry = defs.resources["registry"]
+    assert _train(defs, instance).success
+    version = registry.alias("weather").version
+
+    # Someone swaps the champion's weights in the artifact store; the next champion run re-hashes it.
+    source = registry.client().get_model_version("weather", version).source
+    payload = next(p for p in Path(registry.artifact_root).rglob("payload") if source.rsplit("/", 1)[-1] in str(p))
+    weights = next(p for p in payload.iterdir() if p.name != "family.json")
+    weights.write_bytes(weights.read_bytes() + b"\n")
+    champion_run = dg.materialize(list(defs.assets), resources=defs.resources, instance=instance,
+                                  selection=[CHAMPION], raise_on_error=False)
+    check = next(e for e in champion_run.get_asset_check_evaluations() if e.check_name == "passed_every_gate")
+    assert not check.passed and "not what was trained" in check.description
+
+    result, runs = _tick(defs, instance)
+    assert result.get_num_requested(STAGING) == 0
+    assert STAGING not in {k for r in runs for k in r.assets}
+
+    # The swapped version stays marked; a retrained champion passes its check and deployment follows.
+    assert _train(defs, instance).success
+    assert registry.alias("weather").version != version
+    result, runs = _tick(defs, instance)
+    assert result.get_num_requested(STAGING) == 1
+    assert [r.success for r in runs if "weather/deployment_staging" in r.assets] == [True]
