@@ -7,6 +7,7 @@ from assay.spec import load_specs
 from assets.use_case import build_use_case
 from automation.conditions import automation_sensor
 from automation.landing import build_landing_sensor
+from automation.retrain import build_retrain_sensor
 from resources.environments import build_resources, dbt_project
 
 layout = prepare_environment()
@@ -15,7 +16,8 @@ specs = load_specs(usecases_dir())
 
 defs = dg.Definitions(
     assets=[asset for spec in specs for asset in build_use_case(spec, project)],
-    sensors=[*(build_landing_sensor(spec) for spec in specs), automation_sensor()],
+    sensors=[*(build_landing_sensor(spec) for spec in specs), *(build_retrain_sensor(spec) for spec in specs),
+             automation_sensor()],
     resources=build_resources(layout),
     # One process per run, not per step: steps here are short, and each extra process costs ~3 s.
     executor=dg.in_process_executor,

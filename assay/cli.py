@@ -3,6 +3,7 @@
     assay replay flights --start 2013-01-01 --days 14   land real files, one per table per day
     assay status --json                                 use cases, assets' latest state, gate results
     assay demo                                          replay a default window and build everything
+    assay simulate flights --days 180                   replay day by day through sensors and automation
     assay serve stop|status                             the local model servers (deployments start them)
     assay approve flights --version 3 --by ana --reason "..."   approve a version for production
     assay rollback flights --by ana --reason "..."      restore the previous champion wherever it serves
@@ -60,6 +61,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     prepare_environment()
     return run_demo(days=args.days)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from assay.runs import load_definitions
+    from automation.simulation import simulate
+    from resources.landing_zone import LandingZone
+
+    layout = prepare_environment()
+    spec = _spec(args.use_case)
+    start = date.fromisoformat(args.start) if args.start else spec.partitions.start
+    defs = load_definitions()
+    landing = LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine))
+    print(f"replaying {args.days} days of {spec.name} from {start} through sensors and automation ticks "
+          f"(state in {layout.root})")
+    with dg.DagsterInstance.get() as instance:
+        timeline = simulate(defs, instance, spec, landing, start, args.days, echo=lambda line: print(line, flush=True))
+    retrains = [d for d in timeline if d.retrain.startswith("retrain")]
+    served = [d for d in timeline if d.land_to_serve_seconds is not None]
+    print(f"\n{len(timeline)} days, {sum(len(d.runs) for d in timeline)} runs, "
+          f"{sum(1 for d in timeline if d.drift.startswith('drift:') and 'none' not in d.drift)} days with drift, "
+          f"{len(retrains)} retrains, {sum(1 for d in timeline for r in d.releases if 'rolled_back' in r)} rollbacks")
+    for d in served:
+        print(f"land-to-serve on {d.day}: {d.land_to_serve_seconds:.0f} s, orchestration {d.orchestration_seconds:.0f} s")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -174,6 +201,12 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="replay a default window and materialize the whole graph")
     demo.add_argument("--days", type=int, default=21)
     demo.set_defaults(run=cmd_demo)
+
+    simulate = commands.add_parser("simulate", help="replay days through the sensors and automation, with a timeline")
+    simulate.add_argument("use_case")
+    simulate.add_argument("--start", help="first day, YYYY-MM-DD (default: the use case's first partition)")
+    simulate.add_argument("--days", type=int, default=60)
+    simulate.set_defaults(run=cmd_simulate)
 
     serve = commands.add_parser("serve", help="the local model servers (one per deployment environment)")
     serve.add_argument("action", choices=["stop", "status"])

@@ -10,6 +10,7 @@ from assets.deployment import build_deployments
 from assets.features import build_feature_assets
 from assets.ingest import build_raw_assets
 from assets.models import build_models
+from assets.monitoring import build_monitoring
 from assets.training_set import build_training_set
 
 
@@ -28,4 +29,5 @@ def build_use_case(spec: UseCase, dbt_project: DbtProject) -> list[dg.AssetsDefi
         build_training_set(spec),
         *build_models(spec),
         *build_deployments(spec),
+        *build_monitoring(spec, partitions),
     ]

@@ -144,6 +144,20 @@ class DriftReport:
         short = f"; insufficient data: {self.insufficient_data}" if self.insufficient_data else ""
         return f"no drift in {len(self.features)} watched features{tail}{short}"
 
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> DriftReport:
+        """The report back from `to_metadata` (as stored on a materialization; floats rounded)."""
+        def column(name: str, values: dict) -> FeatureDrift:
+            return FeatureDrift(name=name, **{k: values[k] for k in (
+                "kind", "psi", "statistic", "p_value", "reference_rows", "current_rows", "drifted", "status", "test")})
+
+        prediction = metadata.get("prediction")
+        return cls(
+            features=tuple(column(name, values) for name, values in metadata["features"].items()),
+            thresholds=DriftThresholds(**metadata["thresholds"]),
+            prediction=column(metadata.get("prediction_column", "prediction"), prediction) if prediction else None,
+        )
+
     def to_metadata(self) -> dict[str, object]:
         """Plain JSON-able values (rounded floats, no NaN) for Dagster metadata or a run tag."""
         worst = self.worst
@@ -156,6 +170,7 @@ class DriftReport:
                            "min_rows": self.thresholds.min_rows, "bins": self.thresholds.bins},
             "features": {f.name: f.to_metadata() for f in self.features},
             "prediction": None if self.prediction is None else self.prediction.to_metadata(),
+            "prediction_column": None if self.prediction is None else self.prediction.name,
         }
 
 

@@ -40,6 +40,14 @@ class LivePerformance:
         """Predictions not scored yet: no outcome landed (a cancelled flight never arrives), or no score logged."""
         return self.predictions - self.rows
 
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> LivePerformance:
+        """Back from `to_metadata` (metrics rounded to 4 places)."""
+        known = {"model_version", "task", "predictions", "rows", "pending", "note"}
+        return cls(str(metadata["model_version"]), metadata["task"], int(metadata["predictions"]),
+                   int(metadata["rows"]), {k: float(v) for k, v in metadata.items() if k not in known},
+                   metadata.get("note", ""))
+
     def to_metadata(self) -> dict[str, object]:
         return {"model_version": self.model_version, "task": self.task, "predictions": self.predictions,
                 "rows": self.rows, "pending": self.pending,

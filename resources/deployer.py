@@ -6,7 +6,8 @@ on Kubernetes the same release is rendered to Seldon resources (resources/seldon
 The interface is what a progressive rollout needs and no more:
 - `deploy` serves one version alone (a full release, or a rollback);
 - `stage` serves a candidate beside the incumbent, for a shadow or canary step;
-- `incumbent` says which version answers now.
+- `incumbent` says which version answers now;
+- `inference_log` returns what an environment served on a day, for monitoring.
 Each returns or works on an endpoint with `url`, `infer(name, body, version=None) -> (status, body)`
 and `served() -> [Served]`, so the post-deploy and rollout gates run unchanged on either.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from resources.serving import LocalModelServer
+from serving.inference_log import read_day
 
 # Loopback ports of each environment's server (HTTP; gRPC and metrics take the next two).
 DEFAULT_PORTS = {"staging": 8080, "production": 8090}
@@ -37,6 +39,11 @@ class Deployer(dg.ConfigurableResource):
     def incumbent(self, name: str, environment: str) -> str | None:
         """The version of `name` that answers traffic in `environment` now, or None."""
         raise NotImplementedError
+
+    def inference_log(self, name: str, environment: str, day: str) -> list[dict]:
+        """The predictions `environment` served for `name` on `day` (serving/inference_log.py lines,
+        each with its environment)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no inference log Assay can read yet")
 
 
 class LocalDeployer(Deployer):
@@ -80,6 +87,10 @@ class LocalDeployer(Deployer):
         if not path.exists() or self.server(environment).pid() is None:
             return None
         return path.read_text().strip() or None
+
+    def inference_log(self, name, environment, day):
+        lines = read_day(self.server(environment).inference_log, name, day)
+        return [{**line, "environment": environment} for line in lines]
 
     def servers(self) -> dict[str, LocalModelServer]:
         return {environment: self.server(environment) for environment in self.ports}

@@ -24,6 +24,7 @@ from pathlib import Path
 import dagster as dg
 
 from assay.settings import REPO_ROOT
+from serving.inference_log import LOG_DIR_ENV
 from training.artifacts import payload_sha256
 
 RUNTIME = "serving.runtime.AssayMLflowRuntime"
@@ -82,6 +83,11 @@ class LocalModelServer(dg.ConfigurableResource):
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def inference_log(self) -> Path:
+        """Where the server appends every prediction it serves (serving/inference_log.py)."""
+        return Path(self.root) / "inference_log"
 
     @property
     def _pid_file(self) -> Path:
@@ -167,7 +173,8 @@ class LocalModelServer(dg.ConfigurableResource):
             "load_models_at_startup": True,
         }, indent=2))
         log = open(root / "mlserver.log", "ab")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+               LOG_DIR_ENV: str(self.inference_log)}
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "mlserver"), "start", str(root)],
             cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
