@@ -66,6 +66,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    from assay.demo import output_to
     from assay.runs import load_definitions
     from automation.simulation import simulate
     from resources.landing_zone import LandingZone
@@ -77,8 +78,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     landing = LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine))
     print(f"replaying {args.days} days of {spec.name} from {start} through sensors and automation ticks "
           f"(state in {layout.root})")
-    with dg.DagsterInstance.get() as instance:
-        timeline = simulate(defs, instance, spec, landing, start, args.days, echo=lambda line: print(line, flush=True))
+    terminal = os.fdopen(os.dup(1), "w", buffering=1)  # the timeline; the runs' output goes to the log
+    print(f"the runs' console output: {layout.root / 'simulate.log'}", file=terminal)
+    with dg.DagsterInstance.get() as instance, output_to(layout.root / "simulate.log"):
+        timeline = simulate(defs, instance, spec, landing, start, args.days, echo=lambda line: print(line, file=terminal))
     retrains = [d for d in timeline if d.retrain.startswith("retrain")]
     served = [d for d in timeline if d.land_to_serve_seconds is not None]
     print(f"\n{len(timeline)} days, {sum(len(d.runs) for d in timeline)} runs, "

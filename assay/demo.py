@@ -20,7 +20,7 @@ from resources.landing_zone import LandingZone
 
 
 @contextlib.contextmanager
-def _output_to(path):
+def output_to(path):
     """Send the runs' console output (dbt's included) to a log file; the summary stays readable."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -51,7 +51,7 @@ def run_demo(days: int) -> int:
         landed = replay(spec, landing, start, days)
         print(f"{spec.name}: landed {len(landed)} files for {start}..{start + timedelta(days=days - 1)}")
         window = [(start + timedelta(days=i)).isoformat() for i in range(days)]
-        with _output_to(layout.root / "demo.log"):
+        with output_to(layout.root / "demo.log"):
             runs = materialize_window(defs, instance, spec, window)
         failures += sum(not run.success for run in runs)
         print(f"  raw days loaded: {sum(r.what == 'raw' and r.success for r in runs)}/{days}")

@@ -194,8 +194,13 @@ class Freshness(_Strict):
     raw: timedelta = timedelta(hours=26)
     features: timedelta = timedelta(hours=28)
     training_set: timedelta = timedelta(days=8)
+    # Candidates and the champion: a retrain at least this often (the retrain sensor's interval
+    # plus slack); deployments follow the champion; monitoring runs daily.
+    models: timedelta = timedelta(days=15)
+    deployment: timedelta = timedelta(days=15)
+    monitoring: timedelta = timedelta(hours=28)
 
-    @field_validator("raw", "features", "training_set", mode="before")
+    @field_validator("raw", "features", "training_set", "models", "deployment", "monitoring", mode="before")
     @classmethod
     def _parse(cls, value: object) -> timedelta:
         parsed = _duration(value)

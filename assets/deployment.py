@@ -155,6 +155,7 @@ def build_deployment(spec: UseCase, environment: str) -> dg.AssetsDefinition:
         group_name=f"{spec.name}_release",
         owners=[spec.owner],
         kinds={"mlserver", "seldon"},
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness.deployment),
         tags={"stage": "deployment", "use_case": spec.name, "environment": environment},
         check_specs=[dg.AssetCheckSpec(g, asset=key, blocking=True, description=d) for g, d in gates.items()],
         output_required=False,  # an unapproved production deploy materializes nothing

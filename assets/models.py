@@ -111,6 +111,7 @@ def build_candidate(spec: UseCase, family: str) -> dg.AssetsDefinition:
         group_name=f"{spec.name}_models",
         owners=[spec.owner],
         kinds={"mlflow", family},
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness.models),
         tags={"stage": "model", "use_case": spec.name},
         check_specs=[dg.AssetCheckSpec(g, asset=key, blocking=True, description=d) for g, d in gates.items()],
         pool="gpu",  # bounds concurrent trainings; on Kubernetes each one holds a GPU
@@ -147,6 +148,7 @@ def build_champion(spec: UseCase) -> dg.AssetsDefinition:
         group_name=f"{spec.name}_models",
         owners=[spec.owner],
         kinds={"mlflow"},
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness.models),
         tags={"stage": "champion", "use_case": spec.name},
         check_specs=[dg.AssetCheckSpec(
             "passed_every_gate", asset=dg.AssetKey([spec.name, "champion"]), blocking=True,

@@ -107,14 +107,14 @@ def _day_key(spec: UseCase, name: str) -> dg.AssetKey:
 def build_monitoring(spec: UseCase, partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     log_key, drift_key, live_key = (_day_key(spec, n) for n in ("inference_log", "drift", "live_performance"))
     features_key = _day_key(spec, spec.features.training_model)
-    common = dict(partitions_def=partitions, group_name=f"{spec.name}_monitoring", owners=[spec.owner])
+    common = dict(partitions_def=partitions, group_name=f"{spec.name}_monitoring", owners=[spec.owner],
+                  freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness.monitoring))
 
     @dg.asset(
         key=log_key, **common, kinds={"duckdb"}, tags={"stage": "monitoring", "use_case": spec.name},
         description=f"Every prediction `{spec.name}`'s model servers logged that day (request, version, features, "
         "prediction, latency, time), in the warehouse.",
         metadata={"dagster/table_name": f"warehouse.{spec.name}.inference_log"},
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness.features),
     )
     def inference_log(context: dg.AssetExecutionContext, deployer: Deployer, warehouse: Warehouse):
         day = context.partition_key

@@ -155,3 +155,8 @@ def test_deployment_is_not_requested_after_the_champion_failed_a_blocking_check_
     result, runs = _tick(defs, instance)
     assert result.get_num_requested(STAGING) == 1
     assert [r.success for r in runs if "weather/deployment_staging" in r.assets] == [True]
+
+
+def test_every_asset_has_a_freshness_policy_so_staleness_shows_in_the_ui_and_status(defs):
+    missing = [s.key.to_user_string() for s in defs.resolve_all_asset_specs() if s.freshness_policy is None]
+    assert missing == []
