@@ -70,10 +70,13 @@ def materialize_window(
     dimensions = _keys(defs, spec, "raw", partitioned=False)
     if dimensions:
         runs.append(_run(defs, instance, "raw dimensions", dimensions))
+        dimension_views = _keys(defs, spec, "staging", partitioned=False)
+        if dimension_views and runs[-1].success:
+            runs.append(_run(defs, instance, "dimension views", dimension_views))
     daily = _keys(defs, spec, "raw", partitioned=True)
     for day in days:
         runs.append(_run(defs, instance, "raw", daily, partition=day))
-    features = _keys(defs, spec, "features") + _keys(defs, spec, "staging")
+    features = _keys(defs, spec, "features") + _keys(defs, spec, "staging", partitioned=True)
     for first, last in loaded_segments([(r.partition, r.success) for r in runs if r.what == "raw"]):
         tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
         runs.append(_run(defs, instance, "features", features, tags=tags, label=f"{first}...{last}"))

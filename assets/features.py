@@ -3,6 +3,11 @@
 dbt does the SQL; dagster-dbt turns each model into an asset and each dbt test into a blocking
 asset check. One dbt invocation builds a whole partition range (a single-run backfill), because
 dbt's start-up costs more than a day's worth of SQL.
+
+Two sets of assets per use case: the daily models (partitioned like the raw days they read) and the
+staging views over dimension tables, which have no days. Were the dimension views partitioned too,
+a new planes file would make every day of the year "missing" a planes view, and automation would
+ask for all of them at once.
 """
 
 
@@ -15,7 +20,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from assay.spec import UseCase
-from automation.conditions import follows_gated_partitions
+from automation.conditions import follows_gated_partitions, follows_gated_upstream
 from resources.warehouse import Warehouse
 
 
@@ -23,9 +28,10 @@ class UseCaseTranslator(DagsterDbtTranslator):
     """Maps dbt nodes onto the use case's asset keys: `models/<use case>/...` -> `<use case>/<model>`,
     and source `<use case>.raw_<table>` -> the raw asset `<use case>/raw_<table>`."""
 
-    def __init__(self, spec: UseCase):
+    def __init__(self, spec: UseCase, dimension_models: frozenset[str] = frozenset()):
         super().__init__(settings=DagsterDbtTranslatorSettings(enable_code_references=True))
         self.spec = spec
+        self.dimension_models = dimension_models
 
     def get_asset_key(self, props: Mapping[str, Any]) -> dg.AssetKey:
         if props["resource_type"] == "source":
@@ -48,8 +54,10 @@ class UseCaseTranslator(DagsterDbtTranslator):
             return spec
         return spec.replace_attributes(
             freshness_policy=dg.FreshnessPolicy.time_window(fail_window=self.spec.freshness.features),
-            # Features follow each raw day that loads and passed its data gates.
-            automation_condition=follows_gated_partitions(),
+            # Features follow each raw day that loads and passed its data gates; the dimension views
+            # follow their (undated) tables.
+            automation_condition=(follows_gated_upstream() if spec.key.path[-1] in self.dimension_models
+                                  else follows_gated_partitions()),
         )
 
 
@@ -58,17 +66,35 @@ def dbt_vars(window: dg.TimeWindow) -> dict[str, str]:
     return {"start_date": window.start.date().isoformat(), "end_date": window.end.date().isoformat()}
 
 
+def dimension_models(manifest_path, spec: UseCase) -> list[str]:
+    """The use case's dbt models that read only dimension tables (no days), from the manifest."""
+    manifest = json.loads(manifest_path.read_text())
+    dimensions = {f"source.assay.{spec.name}.raw_{table}" for table in spec.dimension_tables}
+    found = []
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model" or not node["original_file_path"].startswith(f"models/{spec.name}/"):
+            continue
+        upstream = set(node["depends_on"]["nodes"])
+        if upstream and upstream <= dimensions:
+            found.append(node["name"])
+    return sorted(found)
+
+
 def build_feature_assets(
     spec: UseCase, project: DbtProject, partitions: dg.PartitionsDefinition
-) -> dg.AssetsDefinition:
+) -> list[dg.AssetsDefinition]:
+    dimensions = dimension_models(project.manifest_path, spec)
+    translator = UseCaseTranslator(spec, frozenset(dimensions))
+
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
         # The use case's folder: its feature models, their staging, and what their tests refer to.
         select=f"path:models/{spec.name}",
+        exclude=" ".join(dimensions),
         name=f"{spec.name}_features",
         partitions_def=partitions,
-        dagster_dbt_translator=UseCaseTranslator(spec),
+        dagster_dbt_translator=translator,
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
@@ -77,4 +103,21 @@ def build_feature_assets(
         with warehouse.exclusive():
             yield from dbt.cli(args, context=context).stream()
 
-    return features
+    if not dimensions:
+        return [features]
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        select=" ".join(dimensions),
+        name=f"{spec.name}_dimension_views",
+        dagster_dbt_translator=translator,
+    )
+    def dimension_views(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+        os.environ["ASSAY_WAREHOUSE_PATH"] = warehouse.path
+        with warehouse.exclusive():
+            # cautious: the daily models' tests that refer to these views (relationships) run with
+            # the daily models, not here, where those tables may not exist yet
+            yield from dbt.cli(["build", "--indirect-selection", "cautious"], context=context).stream()
+
+    return [features, dimension_views]

@@ -25,7 +25,7 @@ def build_use_case(spec: UseCase, dbt_project: DbtProject) -> list[dg.AssetsDefi
     partitions = daily_partitions(spec)
     return [
         *build_raw_assets(spec, partitions),
-        build_feature_assets(spec, dbt_project, partitions),
+        *build_feature_assets(spec, dbt_project, partitions),
         build_training_set(spec),
         *build_models(spec),
         *build_deployments(spec),

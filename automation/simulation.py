@@ -44,7 +44,7 @@ class Day:
         failed = [r for r in self.runs if not r.success]
         out = [f"{self.day}  landed {self.landed} files, {len(self.runs)} runs"
                + (f" ({len(failed)} failed: {', '.join(sorted({a for r in failed for a in r.assets}))})" if failed else "")
-               + (f", scored {self.scored} flights in {self.requests} requests" if self.requests else "")
+               + (f", scored {self.scored} rows in {self.requests} requests" if self.requests else "")
                + f"  [{self.seconds:.0f} s]"]
         out += [f"            {text}" for text in (self.drift, self.live, self.retrain, *self.releases) if text]
         if self.land_to_serve_seconds is not None:
@@ -94,8 +94,14 @@ class Simulation:
         self.last_skip = skipped
         return run_sensor_requests(self.defs, self.instance, name, requests)
 
-    def _automation(self) -> list[TickRun]:
-        _, runs, self.automation_cursor = tick_automation(self.defs, self.instance, self.automation_cursor)
+    def _automation(self, ticks: int = 3) -> list[TickRun]:
+        """Tick until nothing more is asked for, as the daemon's ticks would within minutes."""
+        runs: list[TickRun] = []
+        for _ in range(ticks):
+            _, new, self.automation_cursor = tick_automation(self.defs, self.instance, self.automation_cursor)
+            runs += new
+            if not new:
+                break
         return runs
 
     def _metadata(self, key: dg.AssetKey, day: str) -> dict:
@@ -123,7 +129,10 @@ class Simulation:
             today.runs.append(execute(self.defs, self.instance, monitoring, today.day,
                                       {"assay/trigger": "daily_monitoring"}, trigger="daily monitoring"))
             drift = self._metadata(monitoring[1], today.day)
-            if drift:
+            if drift and len(drift["report"]["insufficient_data"]) == len(drift["report"]["features"]):
+                today.drift = (f"drift: not judged ({drift['rows']} rows, needs "
+                               f"{drift['report']['thresholds']['min_rows']})")
+            elif drift:
                 drifted = drift["drifted_features"] + (["prediction"] if drift["prediction_drifted"] else [])
                 today.drift = (f"drift: {', '.join(drifted)} (worst {drift['worst_feature']} PSI "
                                f"{drift['worst_psi']:.2f})" if drifted else

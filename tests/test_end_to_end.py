@@ -39,7 +39,7 @@ def _latest(instance, *path) -> dg.AssetMaterialization:
 
 
 def test_the_window_builds_through_the_training_set(built, instance):
-    assert [r.what for r in built] == ["raw dimensions", *["raw"] * len(DAYS), "features", "training set"]
+    assert [r.what for r in built] == ["raw dimensions", "dimension views", *["raw"] * len(DAYS), "features", "training set"]
     snapshot = _latest(instance, "flights", "training_set")
     path = Path(snapshot.metadata["snapshot"].value)
     digest = snapshot.metadata["sha256"].value
