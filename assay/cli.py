@@ -8,6 +8,8 @@
     assay approve flights --version 3 --by ana --reason "..."   approve a version for production
     assay rollback flights --by ana --reason "..."      restore the previous champion wherever it serves
     assay releases flights                              promotions, rollout steps, deployments, rollbacks
+    assay audit flights [--version 3] [--format html|md|json]   lineage of the served model, every hash re-verified
+    assay audit verify-log                              the hash-chained release and approval logs are intact
     assay ui                                            the Dagster UI over the same state
     assay dbt-parse                                     prepare the dbt manifest (done by make install)
 """
@@ -171,6 +173,16 @@ def cmd_releases(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from assay.audit import audit_main, verify_log_main
+
+    prepare_environment()
+    if args.use_case == "verify-log":
+        return verify_log_main()
+    _spec(args.use_case)
+    return audit_main(args.use_case, args.version, args.format, args.output)
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     prepare_environment()
     command = [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-w", "workspace.yaml",
@@ -233,6 +245,13 @@ def parser() -> argparse.ArgumentParser:
     releases.add_argument("use_case", nargs="?")
     releases.add_argument("--json", action="store_true")
     releases.set_defaults(run=cmd_releases)
+
+    audit = commands.add_parser("audit", help="an auditor's report of a model version, or `verify-log`")
+    audit.add_argument("use_case", help="the use case, or verify-log to check the hash-chained logs")
+    audit.add_argument("--version", help="a model version (default: the one serving in staging, else the champion)")
+    audit.add_argument("--format", choices=["html", "md", "json"], default="html")
+    audit.add_argument("--output", help="where to write it (default audit-<use case>-v<N>.<ext>; - for stdout)")
+    audit.set_defaults(run=cmd_audit)
 
     ui = commands.add_parser("ui", help="start the Dagster webserver and daemon over the same state")
     ui.add_argument("--host", default="127.0.0.1")

@@ -1,18 +1,28 @@
-"""The release log: every promotion, rollout step, deployment and rollback, who or what did it, why.
+"""The release log: every promotion, rollout step, deployment, rollback and override, who or what
+did it, why.
 
 An append-only JSON-lines file in the state folder (`releases.jsonl`), beside the approvals. MLflow
 holds the current aliases; this holds the history an auditor reads, in order, with the Dagster run
-that made each change (or the person, for `assay rollback`).
+that made each change (or the person, for `assay rollback` and an override).
+
+The log is hash-chained: every entry carries `prev` (the previous entry's hash) and `hash` (sha256
+of the canonical JSON of the entry without `hash`), and a head file beside it (`<log>.head`) holds
+the last hash and the entry count, so an edited, removed or truncated entry is found by
+`verify_chain` (`assay audit verify-log`). The same chain guards the approvals (assay/approvals.py).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-EVENTS = ("promoted", "deployed", "shadow", "canary", "rolled_back")
+EVENTS = ("promoted", "deployed", "shadow", "canary", "rolled_back", "override")
+GENESIS = "0" * 64
 
 
 @dataclass(frozen=True)
@@ -26,20 +36,132 @@ class ReleaseEvent:
     reason: str = ""
     at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     passed: bool | None = None  # for rollout steps: did the step's gate pass
+    prev: str | None = None  # the chain: the previous entry's hash (set by `record`)
+    hash: str | None = None  # sha256 of the canonical JSON of this entry without `hash`
 
 
 def log_path(root: Path) -> Path:
     return Path(root) / "releases.jsonl"
 
 
+# --- the hash chain, shared with assay/approvals.py ------------------------------------------------
+
+def canonical(entry: dict) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(entry: dict) -> str:
+    """sha256 of the canonical JSON of the entry without its `hash` (a legacy entry: of all of it)."""
+    return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+
+
+def head_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".head")
+
+
+@contextmanager
+def _locked(path: Path):
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _last_entry(path: Path) -> tuple[dict | None, int]:
+    if not path.exists():
+        return None, 0
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return (json.loads(lines[-1]) if lines else None), len(lines)
+
+
+def append_chained(path: Path, entry: dict) -> dict:
+    """Append `entry` with `prev` and `hash` set, under an exclusive lock; return what was written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        last, count = _last_entry(path)
+        prev = (last.get("hash") or entry_hash(last)) if last else GENESIS
+        chained = {**{k: v for k, v in entry.items() if k != "hash"}, "prev": prev}
+        chained["hash"] = entry_hash(chained)
+        with path.open("a") as log:
+            log.write(json.dumps(chained, sort_keys=True) + "\n")
+        head_path(path).write_text(json.dumps({"hash": chained["hash"], "entries": count + 1}) + "\n")
+    return chained
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    path: str
+    status: str  # verified | changed | missing
+    entries: int
+    legacy: int  # unchained entries written before the chain began (their edits are not detectable)
+    first_break: int | None = None  # 1-based line number of the first removed or edited entry
+    detail: str = ""
+
+
+def verify_chain(path: Path) -> ChainVerdict:
+    """Recompute the chain; report the first entry that was edited, or after which one was removed."""
+    path = Path(path)
+    if not path.exists():
+        return ChainVerdict(str(path), "missing", 0, 0, None, "no log written yet")
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    expected_prev, legacy = GENESIS, 0
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            return ChainVerdict(str(path), "changed", len(lines), legacy, number, f"entry {number} is not JSON: edited")
+        if "hash" not in entry and "prev" not in entry and number == legacy + 1:
+            legacy += 1
+            expected_prev = entry_hash(entry)
+            continue
+        recomputed = entry_hash(entry)
+        if entry.get("hash") != recomputed:
+            return ChainVerdict(str(path), "changed", len(lines), legacy, number,
+                                f"entry {number} was edited: its content hashes to {recomputed[:12]}…, "
+                                f"not its recorded {str(entry.get('hash'))[:12]}…")
+        if entry.get("prev") != expected_prev:
+            where = f"does not follow entry {number - 1}" if number > 1 else "does not start the chain"
+            return ChainVerdict(str(path), "changed", len(lines), legacy, number,
+                                f"entry {number} {where}: an entry was removed (or reordered) before it")
+        expected_prev = entry["hash"]
+    head = head_path(path)
+    if head.exists():
+        recorded = json.loads(head.read_text())
+        if recorded.get("entries") != len(lines) or recorded.get("hash") != (expected_prev if lines else None):
+            if recorded.get("entries", 0) > len(lines):
+                return ChainVerdict(str(path), "changed", len(lines), legacy, len(lines) + 1,
+                                    f"the log ends after entry {len(lines)} but its head records "
+                                    f"{recorded.get('entries')} entries: the last entries were removed")
+            return ChainVerdict(str(path), "changed", len(lines), legacy, len(lines),
+                                f"the log's last hash is not the one its head records "
+                                f"({str(recorded.get('hash'))[:12]}…, {recorded.get('entries')} entries)")
+    elif len(lines) > legacy:
+        return ChainVerdict(str(path), "changed", len(lines), legacy, None, f"the head file {head.name} is missing")
+    note = f"{len(lines)} entries, chain intact" + (f" ({legacy} legacy entries before the chain began)" if legacy else "")
+    return ChainVerdict(str(path), "verified", len(lines), legacy, None, note)
+
+
+# --- the release log -----------------------------------------------------------------------------
+
 def record(root: Path, event: ReleaseEvent) -> ReleaseEvent:
     if event.event not in EVENTS:
         raise ValueError(f"unknown release event {event.event!r}; one of {EVENTS}")
-    path = log_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as log:
-        log.write(json.dumps(asdict(event), sort_keys=True) + "\n")
-    return event
+    written = append_chained(log_path(root), asdict(event))
+    return ReleaseEvent(**written)
+
+
+def record_override(root: Path, use_case: str, version: str, by: str, reason: str,
+                    environment: str | None = None) -> ReleaseEvent:
+    """A person overrode a rule for a version (a gate, a freeze): who and why, in the chained log."""
+    if not by.strip() or not reason.strip():
+        raise ValueError("an override needs a person (by) and a reason")
+    return record(root, ReleaseEvent(use_case, "override", str(version), environment, by=by.strip(),
+                                     reason=reason.strip()))
 
 
 def history(root: Path, use_case: str | None = None) -> list[ReleaseEvent]:

@@ -58,15 +58,26 @@ def log_lines(payload, predictions: list, model: str, version: str, latency_ms: 
     } for i in range(rows)]
 
 
+_open: dict[Path, object] = {}  # one append handle per day file, kept open: an open() per request cost more than the model
+
+
 def append(directory: Path, lines: list[dict]) -> Path | None:
     if not lines:
         return None
     day = lines[0]["event_time"][:10]
     path = Path(directory) / lines[0]["model"] / f"{day}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
-    with _lock, path.open("a") as handle:
+    with _lock:
+        handle = _open.get(path)
+        if handle is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if len(_open) > 32:  # days already past are closed
+                for old in _open.values():
+                    old.close()
+                _open.clear()
+            handle = _open[path] = path.open("a")
         handle.write(text)
+        handle.flush()  # each request is on disk before its answer leaves: a crash loses nothing served
     return path
 
 

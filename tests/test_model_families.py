@@ -166,6 +166,24 @@ def test_the_pyfunc_scores_rows_with_nulls_unseen_categories_and_extra_columns(f
 
 
 @pytest.mark.parametrize(("family", "task"), CASES)
+def test_predict_columns_gives_exactly_what_predict_gives_for_the_same_rows(family, task):
+    """The serving fast path: plain columns as a V2 request carries them (None for a missing value,
+    categories as strings, some never seen in training), one row or many, extra columns ignored."""
+    _, _, test = splits(task)
+    model = trained(family, task)
+    rows = test.head(200)
+    columns = {name: rows[name].to_list() for name in FEATURES[task].inputs} | {"request_id": ["x"] * rows.height}
+    assert None in columns["signal"] and None in columns["segment"] and "zurich" in columns["city"]
+    np.testing.assert_array_equal(model.predict_columns(columns), model.predict(rows))
+    one = {name: values[:1] for name, values in columns.items()}
+    np.testing.assert_array_equal(model.predict_columns(one), model.predict(rows.head(1)))
+    with pytest.raises(KeyError, match="city"):
+        model.predict_columns({name: values for name, values in columns.items() if name != "city"})
+    with pytest.raises(ValueError, match="noise"):
+        model.predict_columns(columns | {"noise": columns["noise"][:-1]})
+
+
+@pytest.mark.parametrize(("family", "task"), CASES)
 def test_feature_importance_covers_every_input_and_favours_the_signal(family, task):
     importance = trained(family, task).feature_importance()
     assert list(importance) == FEATURES[task].inputs

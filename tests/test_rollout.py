@@ -146,9 +146,10 @@ def test_assay_rollback_restores_and_serves_the_previous_champion(release, assay
     assert _serving(defs) == [("weather", previous)]
     log = json.loads(subprocess.run([venv_bin("assay"), "releases", "weather", "--json"], capture_output=True,
                                     text=True, check=True).stdout)
-    assert log[-1] | {"at": None} == {"use_case": "weather", "event": "rolled_back", "version": previous,
+    assert log[-1] | {"at": None, "prev": None, "hash": None} == {"use_case": "weather", "event": "rolled_back", "version": previous,
                                       "environment": "staging", "from_version": current, "by": "ana@example.com",
-                                      "reason": "complaints from the ops desk", "at": None, "passed": None}
+                                      "reason": "complaints from the ops desk", "at": None, "passed": None,
+                                      "prev": None, "hash": None}
     again = subprocess.run([venv_bin("assay"), "rollback", "weather", "--by", "ana", "--reason", "twice"],
                            capture_output=True, text=True)
     assert again.returncode == 2 and "no previous champion" in again.stderr

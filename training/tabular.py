@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -213,3 +214,32 @@ class AssayPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         return self._model.predict(pl.from_pandas(model_input))
+
+
+def vocabulary_lookups(vocabularies: dict[str, Vocabulary]) -> dict[str, dict[str, int]]:
+    """Value -> code per categorical column, as Vocabulary.encode assigns them (0 for anything else)."""
+    return {column: {value: code for code, value in enumerate(v.values, start=1)} for column, v in vocabularies.items()}
+
+
+def column_arrays(columns: Mapping[str, Sequence], features: FeatureSet,
+                  lookups: dict[str, dict[str, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Plain columns (a served request's) as numeric_matrix and categorical_codes make them of a
+    frame: float64 values (NaN = missing) and int64 codes (a non-string value is looked up as its
+    string form, as the frame path casts it). The serving fast path: no frame is built."""
+    missing = [name for name in features.inputs if name not in columns]
+    if missing:
+        raise KeyError(f"input is missing columns {missing}; it has {list(columns)}")
+    rows = len(columns[features.inputs[0]])
+    values = np.empty((rows, len(features.numeric)), dtype=np.float64)
+    codes = np.empty((rows, len(features.categorical)), dtype=np.int64)
+    for j, name in enumerate(features.numeric):
+        column = np.asarray(columns[name], dtype=np.float64).reshape(-1)
+        if column.shape[0] != rows:
+            raise ValueError(f"column {name!r} has {column.shape[0]} values, {features.inputs[0]!r} has {rows}")
+        values[:, j] = column
+    for j, name in enumerate(features.categorical):
+        lookup, column = lookups[name], columns[name]
+        if len(column) != rows:
+            raise ValueError(f"column {name!r} has {len(column)} values, {features.inputs[0]!r} has {rows}")
+        codes[:, j] = [lookup.get(v if v is None or isinstance(v, str) else str(v), 0) for v in column]
+    return values, codes

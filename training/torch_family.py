@@ -20,6 +20,7 @@ import copy
 import io
 import os
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from training.tabular import (
     FeatureSet,
     Vocabulary,
     categorical_codes,
+    column_arrays,
     fit_vocabularies,
     importance_shares,
     numeric_matrix,
@@ -40,6 +42,7 @@ from training.tabular import (
     target_vector,
     vocabularies_from_dict,
     vocabularies_to_dict,
+    vocabulary_lookups,
     write_json,
     write_manifest,
 )
@@ -117,12 +120,15 @@ class Encoder:
 
     def encode(self, frame: pl.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardized numerics (nulls at 0, the mean) followed by one null indicator per numeric column."""
-        values = numeric_matrix(frame, self.features.numeric)
+        return self.tensors(numeric_matrix(frame, self.features.numeric),
+                            categorical_codes(frame, self.features.categorical, self.vocabularies))
+
+    def tensors(self, values: np.ndarray, codes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's inputs from the numeric matrix (NaN = missing) and the category codes."""
         missing = np.isnan(values)
         scaled = (values - np.asarray(self.means)) / np.asarray(self.stds)
         scaled = np.clip(np.where(missing, 0.0, scaled), -CLIP, CLIP)
         numeric = np.hstack([scaled, missing.astype(np.float64)]).astype(np.float32)
-        codes = categorical_codes(frame, self.features.categorical, self.vocabularies)
         return torch.from_numpy(numeric), torch.from_numpy(codes)
 
     def scaled_target(self, frame: pl.DataFrame) -> torch.Tensor:
@@ -162,14 +168,23 @@ class TorchModel:
         self.architecture = architecture
         self.params = params
         self._importance = importance
+        self._lookups = vocabulary_lookups(encoder.vocabularies)
 
     @property
     def features(self) -> FeatureSet:
         return self.encoder.features
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        numeric, codes = self.encoder.encode(frame)
-        raw = _forward(self.net, numeric, codes).double().numpy()
+        return self._scores(*self.encoder.encode(frame))
+
+    def predict_columns(self, columns: Mapping[str, Sequence]) -> np.ndarray:
+        """What `predict` returns for the same rows given as plain columns, without building a frame
+        (the serving fast path): numeric columns as numbers (None or NaN: missing), categorical ones
+        as strings (None: missing). Extra columns are ignored."""
+        return self._scores(*self.encoder.tensors(*column_arrays(columns, self.features, self._lookups)))
+
+    def _scores(self, numeric: torch.Tensor, codes: torch.Tensor) -> np.ndarray:
+        raw = _infer(self.net, numeric, codes).double().numpy()
         if self.features.task == "binary_classification":
             return 1.0 / (1.0 + np.exp(-raw))
         return raw * self.encoder.target_std + self.encoder.target_mean
@@ -280,6 +295,16 @@ def _forward(net: nn.Module, numeric: torch.Tensor, codes: torch.Tensor) -> torc
         outputs = [net(numeric[i : i + PREDICT_BATCH], codes[i : i + PREDICT_BATCH]) for i in range(0, numeric.shape[0], PREDICT_BATCH)]
     net.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0, device=numeric.device)
+
+
+def _infer(net: nn.Module, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """`_forward` for a network that stays in eval mode (a TorchModel's): the same outputs, without
+    switching modes on every call, which costs more than the network itself on a single row."""
+    with torch.inference_mode():
+        if numeric.shape[0] <= PREDICT_BATCH:
+            return net(numeric, codes)
+        return torch.cat([net(numeric[i : i + PREDICT_BATCH], codes[i : i + PREDICT_BATCH])
+                          for i in range(0, numeric.shape[0], PREDICT_BATCH)])
 
 
 def _permutation_importance(net: TabularNet, encoder: Encoder, frame: pl.DataFrame, loss_fn: nn.Module, seed: int) -> dict[str, float]:
