@@ -7,10 +7,11 @@ the candidate's holdout days (real, labelled, seen by neither model), one reques
 - canary: the candidate answers its share of requests (a stable hash of the row picks them) and
   the incumbent the rest; each is judged on the requests it answered.
 A step passes when the candidate's error rate is no worse than the incumbent's, its p99 latency is
-within `max_latency_ratio` of the incumbent's, it agrees with the incumbent often enough (shadow,
-where both answer the same rows), and its accuracy on the labelled rows it answered is not worse
-than the incumbent's by more than the no-regression tolerance. Too few labelled rows is reported,
-not gated: a tiny canary share cannot prove accuracy either way.
+within `max_latency_ratio` of the incumbent's, its accuracy on the labelled rows it answered is not
+worse than the incumbent's by more than the no-regression tolerance, and (shadow, where both answer
+the same rows) it agrees with the incumbent often enough unless the labels already show it at least
+as accurate. Too few labelled rows is reported, not gated: a tiny canary share cannot prove
+accuracy either way.
 """
 
 from __future__ import annotations
@@ -135,29 +136,39 @@ def judge(step: str, spec: UseCase, incumbent: LiveFigures, candidate: LiveFigur
             problems.append(f"p99 {candidate.p99_ms:.1f} ms over {release.max_latency_ratio}x the incumbent's "
                             f"{incumbent.p99_ms:.1f} ms")
 
+    metric, theirs, their_rows = _accuracy(incumbent, labels, spec.features.task)
+    _, ours, our_rows = _accuracy(candidate, labels, spec.features.task)
+    metadata.update({f"candidate_{metric}": ours, f"incumbent_{metric}": theirs, "candidate_labelled_rows": our_rows})
+    judged = not (ours is None or theirs is None or min(our_rows, their_rows) < release.min_labelled_rows)
+    at_least_as_good = False
+    if not judged:
+        notes.append(f"accuracy not gated: {our_rows} labelled rows answered by the candidate "
+                     f"(at least {release.min_labelled_rows} needed on each side)")
+    else:
+        worse = (theirs - ours) if metric == "roc_auc" else (ours - theirs)
+        at_least_as_good = worse <= spec.gates.max_regression
+        if not at_least_as_good:
+            problems.append(f"live {metric} {ours:.4f} worse than the incumbent's {theirs:.4f} "
+                            f"(tolerance {spec.gates.max_regression})")
+        else:
+            notes.append(f"live {metric} {ours:.4f} vs the incumbent's {theirs:.4f}")
+
     if step == "shadow":
+        # Agreement guards against a silently different model where outcomes cannot judge it; a
+        # candidate proven at least as accurate on labelled rows may disagree (the incumbent may
+        # be the one that decayed).
         a = np.array(incumbent.scores, dtype=float)
         b = np.array(candidate.scores, dtype=float)
         answered = ~np.isnan(a) & ~np.isnan(b)
         agreement = float(np.mean(_agree(a[answered], b[answered], spec))) if answered.any() else 0.0
         metadata["agreement"] = round(agreement, 4)
         if agreement < release.min_agreement:
-            problems.append(f"agrees with the incumbent on {agreement:.1%} of rows (at least "
-                            f"{release.min_agreement:.0%} required)")
-
-    metric, theirs, their_rows = _accuracy(incumbent, labels, spec.features.task)
-    _, ours, our_rows = _accuracy(candidate, labels, spec.features.task)
-    metadata.update({f"candidate_{metric}": ours, f"incumbent_{metric}": theirs, "candidate_labelled_rows": our_rows})
-    if ours is None or theirs is None or min(our_rows, their_rows) < release.min_labelled_rows:
-        notes.append(f"accuracy not gated: {our_rows} labelled rows answered by the candidate "
-                     f"(at least {release.min_labelled_rows} needed on each side)")
-    else:
-        worse = (theirs - ours) if metric == "roc_auc" else (ours - theirs)
-        if worse > spec.gates.max_regression:
-            problems.append(f"live {metric} {ours:.4f} worse than the incumbent's {theirs:.4f} "
-                            f"(tolerance {spec.gates.max_regression})")
-        else:
-            notes.append(f"live {metric} {ours:.4f} vs the incumbent's {theirs:.4f}")
+            text = (f"agrees with the incumbent on {agreement:.1%} of rows (at least "
+                    f"{release.min_agreement:.0%} required)")
+            if at_least_as_good:
+                notes.append(f"{text}, not gated: it is at least as accurate on labelled rows")
+            else:
+                problems.append(text)
 
     summary = (f"{step}: v{candidate.version} against v{incumbent.version} over {candidate.requests} requests; "
                f"error rate {candidate.error_rate:.1%}, p99 {candidate.p99_ms:.1f} ms vs {incumbent.p99_ms:.1f} ms"

@@ -98,7 +98,8 @@ def test_a_candidate_that_disagrees_with_the_incumbent_in_shadow_is_rolled_back(
     candidate = registry.alias("weather").version
     assert candidate != incumbent
 
-    strict = _definitions(specs, min_agreement=1.0, agreement_tolerance=1e-9)  # any difference disagrees
+    # Any difference disagrees, and no outcome may vouch for the candidate instead.
+    strict = _definitions(specs, min_agreement=1.0, agreement_tolerance=1e-9, min_labelled_rows=10**6)
     result, checks = _deploy(strict, instance)
 
     shadow = checks["rollout_shadow"]
@@ -193,6 +194,14 @@ def test_a_candidate_whose_decisions_flip_fails_the_shadow_agreement_gate():
     verdict = judge("shadow", SPEC, *_pair(candidate_scores=[0.8, 0.2] * 100), LABELS)
     assert not verdict.passed and "agrees with the incumbent on 0.0% of rows" in verdict.description
     assert "live roc_auc 0.0000 worse" in verdict.description
+
+
+def test_a_candidate_that_disagrees_but_is_more_accurate_on_labelled_rows_passes_the_shadow_step():
+    incumbent = _figures("1", list(range(200)), [0.8, 0.2] * 100)  # decayed: every decision wrong
+    candidate = _figures("2", list(range(200)), [0.2, 0.8] * 100)
+    verdict = judge("shadow", SPEC, incumbent, candidate, LABELS)
+    assert verdict.passed, verdict.description
+    assert "agrees with the incumbent on 0.0% of rows (at least 80% required), not gated" in verdict.description
 
 
 def test_too_few_labelled_rows_are_reported_not_gated():
