@@ -15,16 +15,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from assay.contract import sha256_file
 from assay.spec import UseCase
 from resources.landing_zone import LandingZone
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def scan(landing_root: Path, spec: UseCase, seen: dict[str, list]) -> tuple[dict[str, list], list[tuple[str, str | None, str]]]:
@@ -40,7 +33,7 @@ def scan(landing_root: Path, spec: UseCase, seen: dict[str, list]) -> tuple[dict
             if before and before[:2] == [stat.st_size, stat.st_mtime_ns]:
                 current[relative] = before
                 continue
-            sha = _sha256(path)
+            sha = sha256_file(path)
             current[relative] = [stat.st_size, stat.st_mtime_ns, sha]
             if before is None or before[2] != sha:
                 changed.append((table_name, path.stem if table.partitioned else None, sha))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -65,3 +66,38 @@ def venv_bin(name: str) -> str:
     import sys
 
     return os.path.join(os.path.dirname(sys.executable), name)
+
+
+@contextlib.contextmanager
+def weather_platform(folder: Path, edit):
+    """The platform's definitions over the weather use case alone, its spec changed by `edit(spec)`,
+    with model servers on free ports; the servers are stopped afterwards."""
+    import yaml
+
+    from assay.runs import load_definitions
+    from test_serving import _free_ports
+
+    usecases = only_use_case(folder, "weather")
+    spec = yaml.safe_load((usecases / "weather.yaml").read_text())
+    edit(spec)
+    (usecases / "weather.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ASSAY_USECASES_DIR", str(usecases))
+        base = _free_ports(6)
+        patch.setenv("ASSAY_SERVING_PORTS", f"staging={base},production={base + 3}")
+        defs = load_definitions()
+        try:
+            yield defs, load_spec(usecases / "weather.yaml")
+        finally:
+            for server in defs.resources["deployer"].servers().values():
+                server.stop()
+
+
+def why_failed(result) -> str:
+    """The failed steps' errors and failed checks of an in-process run, so an assertion on `.success`
+    says what broke instead of `assert False`."""
+    reasons = [f"{e.step_key}: {e.event_specific_data.error.message.strip()}"
+               for e in result.all_events if e.is_step_failure and e.event_specific_data.error]
+    reasons += [f"check {c.asset_key.to_user_string()}:{c.check_name} failed: {c.description} {dict(c.metadata)}"
+                for c in result.get_asset_check_evaluations() if not c.passed]
+    return "\n".join(reasons) or "no failed step or check recorded"

@@ -10,13 +10,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from assay.replay import replay
-from assay.runs import load_definitions
 from automation.ticks import run_sensor_requests, tick_automation, tick_sensor
-from conftest import only_use_case
-from test_serving import _free_ports
+from conftest import weather_platform, why_failed
 
 SENSOR = "weather_landing"
 RAW = dg.AssetKey(["weather", "raw_weather"])
@@ -31,23 +28,17 @@ def _day(i: int) -> str:
 
 
 TICKS: dict = {}  # the automation cursor, carried from tick to tick as the daemon carries it
+LANDING: dict = {}  # the landing sensor's cursor after the first files, which later tests resume from
 
 
 @pytest.fixture(scope="module")
 def defs(assay_home, instance, tmp_path_factory):
-    folder = only_use_case(tmp_path_factory.mktemp("uc"), "weather")
-    spec = yaml.safe_load((folder / "weather.yaml").read_text())
-    spec["release"]["latency_p99_ms"] = 2000  # this module tests what runs, not how fast on a busy CI box
-    (folder / "weather.yaml").write_text(yaml.safe_dump(spec))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ASSAY_USECASES_DIR", str(folder))
-        base = _free_ports(6)
-        patch.setenv("ASSAY_SERVING_PORTS", f"staging={base},production={base + 3}")
-        defs = load_definitions()
+    def edit(spec):
+        spec["release"]["latency_p99_ms"] = 2000  # this module tests what runs, not how fast on a busy CI box
+
+    with weather_platform(tmp_path_factory.mktemp("uc"), edit) as (defs, _):
         _tick(defs, instance)  # the daemon was running before any file landed
         yield defs
-        for server in defs.resources["deployer"].servers().values():
-            server.stop()
 
 
 def _tick(defs, instance):
@@ -69,13 +60,13 @@ def test_new_files_become_one_run_per_day_and_a_second_tick_asks_for_nothing(def
 
     again, cursor_after, skipped = tick_sensor(defs, instance, SENSOR, cursor)
     assert again == [] and skipped == "no new or changed files" and json.loads(cursor_after) == json.loads(cursor)
-    pytest.cursor = cursor  # the next test resumes from here, as the daemon would after a restart
+    LANDING["cursor"] = cursor  # the next test resumes from here, as the daemon would after a restart
 
 
 def test_a_resumed_cursor_sees_only_later_and_late_files(defs, instance, landing, weather_spec):
     replay(weather_spec, landing, START + timedelta(days=3), 1)  # day 3 arrives before day 2: late
     replay(weather_spec, landing, START + timedelta(days=2), 1)
-    requests, _, _ = tick_sensor(defs, instance, SENSOR, pytest.cursor)
+    requests, _, _ = tick_sensor(defs, instance, SENSOR, LANDING["cursor"])
     assert sorted(r.partition_key for r in requests) == [_day(2), _day(3)]
     assert all(r.success for r in run_sensor_requests(defs, instance, SENSOR, requests))
 
@@ -108,7 +99,7 @@ def test_features_follow_loaded_days_but_not_a_day_that_failed_its_data_gates(de
     path = _file(landing, _day(4))
     header, *rows = path.read_text().splitlines()
     path.write_text("\n".join([header, *rows[:5], rows[5].rsplit(",", 3)[0]]) + "\n")  # truncated mid-row
-    requests, _, _ = tick_sensor(defs, instance, SENSOR, pytest.cursor)
+    requests, _, _ = tick_sensor(defs, instance, SENSOR, LANDING["cursor"])
     runs = run_sensor_requests(defs, instance, SENSOR, [r for r in requests if r.partition_key == _day(4)])
     assert [r.success for r in runs] == [False]  # the contract gate failed; the file is quarantined
 
@@ -128,11 +119,12 @@ def _train(defs, instance):
 def test_deployment_is_not_requested_after_the_champion_failed_a_blocking_check_in_an_earlier_run(
         defs, instance, landing, weather_spec):
     replay(weather_spec, landing, START + timedelta(days=5), 9)
-    requests, _, _ = tick_sensor(defs, instance, SENSOR, pytest.cursor)
+    requests, _, _ = tick_sensor(defs, instance, SENSOR, LANDING["cursor"])
     run_sensor_requests(defs, instance, SENSOR, requests)
     _tick(defs, instance)
     registry = defs.resources["registry"]
-    assert _train(defs, instance).success
+    trained = _train(defs, instance)
+    assert trained.success, why_failed(trained)
     version = registry.alias("weather").version
 
     # Someone swaps the champion's weights in the artifact store; the next champion run re-hashes it.
@@ -150,7 +142,8 @@ def test_deployment_is_not_requested_after_the_champion_failed_a_blocking_check_
     assert STAGING not in {k for r in runs for k in r.assets}
 
     # The swapped version stays marked; a retrained champion passes its check and deployment follows.
-    assert _train(defs, instance).success
+    retrained = _train(defs, instance)
+    assert retrained.success, why_failed(retrained)
     assert registry.alias("weather").version != version
     result, runs = _tick(defs, instance)
     assert result.get_num_requested(STAGING) == 1

@@ -9,14 +9,11 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 import pytest
-import yaml
 
-from assay.runs import load_definitions
 from assets.monitoring import read_log_day
 from automation.simulation import Simulation
 from automation.ticks import run_sensor_requests, tick_sensor
-from conftest import only_use_case
-from test_serving import _free_ports
+from conftest import weather_platform
 
 START = date(2013, 4, 1)
 DAYS = 12
@@ -24,27 +21,17 @@ DAYS = 12
 
 @pytest.fixture(scope="module")
 def replayed(assay_home, instance, landing, tmp_path_factory):
-    folder = only_use_case(tmp_path_factory.mktemp("uc"), "weather")
-    spec = yaml.safe_load((folder / "weather.yaml").read_text())
-    spec["training"] = {"window_days": 7, "holdout_days": 2}  # a first model after a week, not two
-    spec["monitoring"]["retrain_min_interval"] = "3d"
-    spec["monitoring"]["min_rows"] = 50  # a day holds 72 readings
-    spec["release"]["latency_p99_ms"] = 2000
-    (folder / "weather.yaml").write_text(yaml.safe_dump(spec))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ASSAY_USECASES_DIR", str(folder))
-        base = _free_ports(6)
-        patch.setenv("ASSAY_SERVING_PORTS", f"staging={base},production={base + 3}")
-        defs = load_definitions()
-        from assay.spec import load_spec
+    def edit(spec):
+        spec["training"] = {"window_days": 7, "holdout_days": 2}  # a first model after a week, not two
+        spec["monitoring"]["retrain_min_interval"] = "3d"
+        spec["monitoring"]["min_rows"] = 50  # a day holds 72 readings
+        spec["release"]["latency_p99_ms"] = 2000
 
-        weather = load_spec(folder / "weather.yaml")
+    with weather_platform(tmp_path_factory.mktemp("uc"), edit) as (defs, weather):
         simulation = Simulation(defs, instance, weather)
         for offset in range(DAYS):
             simulation.run_day(START + timedelta(days=offset), landing)
         yield defs, weather, simulation
-        for server in defs.resources["deployer"].servers().values():
-            server.stop()
 
 
 def _retrains(instance) -> list[dg.RunRecord]:
