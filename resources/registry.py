@@ -9,6 +9,7 @@ location should not pay its 2-3 s import to load.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,23 @@ class Version:
         return failed
 
 
+def _point_mlflow_at(uri: str) -> None:
+    """Point MLflow's process-wide helpers (`pyfunc.load_model` and downloads of `models:/` URIs) at `uri`,
+    without leaving it in the environment.
+
+    `mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI, which Assay reads as the user's choice of
+    tracking server (`assay.settings.mlflow_tracking_uri`): a second state folder loaded in the same process
+    would silently inherit the first one's registry and compare its candidates with a stranger's champion."""
+    import mlflow
+
+    chosen = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if chosen is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = chosen
+
+
 class ModelRegistry(dg.ConfigurableResource):
     """MLflow tracking + registry: SQLite and a local artifact folder by default, a server by URI."""
 
@@ -58,7 +76,7 @@ class ModelRegistry(dg.ConfigurableResource):
     def client(self):
         import mlflow
 
-        mlflow.set_tracking_uri(self.tracking_uri)
+        _point_mlflow_at(self.tracking_uri)
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
 
     def _version(self, client, name: str, version: str) -> Version:

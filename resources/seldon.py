@@ -47,7 +47,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import jsonschema
 import yaml
 
 # --------------------------------------------------------------------------------------- constants
@@ -532,18 +531,24 @@ def _strict(schema: Any, under: str | None = None) -> Any:
     return out
 
 
-# Only the integer widths: other formats (date-time, byte, ...) are the API server's to check.
-_FORMATS = jsonschema.FormatChecker(formats=())
+@lru_cache(maxsize=1)
+def _format_checker():
+    """Only the integer widths: other formats (date-time, byte, ...) are the API server's to check.
+    jsonschema is imported here, not at module load: the code location imports this module and should
+    not pay for a validator it only needs when a release is applied."""
+    import jsonschema
 
+    checker = jsonschema.FormatChecker(formats=())
 
-@_FORMATS.checks("int32")
-def _int32(value: object) -> bool:
-    return not isinstance(value, int) or isinstance(value, bool) or -(2**31) <= value < 2**31
+    @checker.checks("int32")
+    def _int32(value: object) -> bool:
+        return not isinstance(value, int) or isinstance(value, bool) or -(2**31) <= value < 2**31
 
+    @checker.checks("int64")
+    def _int64(value: object) -> bool:
+        return not isinstance(value, int) or isinstance(value, bool) or -(2**63) <= value < 2**63
 
-@_FORMATS.checks("int64")
-def _int64(value: object) -> bool:
-    return not isinstance(value, int) or isinstance(value, bool) or -(2**63) <= value < 2**63
+    return checker
 
 
 @lru_cache(maxsize=16)
@@ -559,8 +564,10 @@ def _strict_validator(directory: str, group: str, kind: str, version: str):
     schema = _strict(entry["schema"]["openAPIV3Schema"])
     schema["properties"]["metadata"] = copy.deepcopy(_LENIENT_METADATA)
     schema["required"] = sorted({*schema.get("required", []), "apiVersion", "kind", "metadata"})
+    import jsonschema
+
     # OpenAPI 3.0's schema object is draft 4's (boolean exclusiveMinimum/Maximum).
-    return jsonschema.Draft4Validator(schema, format_checker=_FORMATS)
+    return jsonschema.Draft4Validator(schema, format_checker=_format_checker())
 
 
 def _json_path(parts: Iterable[Any]) -> str:
@@ -590,7 +597,9 @@ def _schema_errors(resource: Mapping) -> list[tuple[str, str]]:
                 found.append((_json_path([*where, extra]), reason))
             continue
         if error.validator in ("anyOf", "oneOf") and error.context:
-            error = jsonschema.exceptions.best_match(error.context) or error
+            from jsonschema.exceptions import best_match
+
+            error = best_match(error.context) or error
         found.append((_json_path(where), error.message))
     return sorted(set(found))
 

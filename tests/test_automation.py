@@ -120,8 +120,10 @@ def test_deployment_is_not_requested_after_the_champion_failed_a_blocking_check_
         defs, instance, landing, weather_spec):
     replay(weather_spec, landing, START + timedelta(days=5), 9)
     requests, _, _ = tick_sensor(defs, instance, SENSOR, LANDING["cursor"])
-    run_sensor_requests(defs, instance, SENSOR, requests)
-    _tick(defs, instance)
+    loaded = run_sensor_requests(defs, instance, SENSOR, requests)
+    _, featured = _tick(defs, instance)
+    failed = [(r.assets, r.partition, r.run_id) for r in loaded + featured if not r.success]
+    assert failed == []
     registry = defs.resources["registry"]
     trained = _train(defs, instance)
     assert trained.success, why_failed(trained)
