@@ -31,6 +31,20 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -m slow
 
+# Headless Chromium for tests/test_ui_browser.py: Debian's package, driven by Playwright (no browser
+# download). Installed when missing and apt-get runs as root; elsewhere that test skips and says why.
+.PHONY: browser
+test: browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq chromium >/dev/null 2>&1 \
+	      || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	      || echo "chromium could not be installed: tests/test_ui_browser.py will skip"; \
+	  else echo "no chromium and no root apt-get to install it: tests/test_ui_browser.py will skip"; fi; }
+
 ui: install
 	$(BIN)/assay ui
 

@@ -19,11 +19,13 @@ from training.evaluation import PRIMARY
 
 GATES = {
     "performance_floor": "Holdout metrics at or beyond the spec's floor: protects against a model no better than chance.",
-    "no_regression": "At least as good as the current champion on the same holdout, within the spec's tolerance.",
+    "no_regression": "At least as good as the current champion on the same holdout, within the spec's tolerance: "
+    "protects against replacing the serving model with a worse one.",
     "slice_parity": "The largest metric gap across values of each slice column (large enough slices only) is "
     "within the spec's limit: protects a route, carrier or airport from a model that fails it.",
     "calibration": "Expected calibration error within the spec's limit: the probabilities mean what they say.",
-    "leakage": "No feature is the target or known only after prediction, and the holdout score is plausible.",
+    "leakage": "No feature is the target or known only after prediction, and the holdout score is plausible: "
+    "protects against a model that scores well offline only because it sees the answer.",
     "integrity": "The artifact in the registry hashes to the one that was trained: nothing swapped in between.",
 }
 
