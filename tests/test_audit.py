@@ -16,8 +16,8 @@ from assay import audit
 from assay.approvals import record_approval
 from assay.releases import ReleaseEvent, log_path, record, record_override, verify_chain
 from assay.replay import replay
-from assay.runs import load_definitions, materialize_window
-from conftest import only_use_case
+from assay.runs import materialize_window
+from conftest import weather_platform
 
 DAYS = [(date(2013, 1, 1) + timedelta(days=i)).isoformat() for i in range(10)]
 TAMPERED_DAY = DAYS[4]
@@ -25,12 +25,13 @@ TAMPERED_DAY = DAYS[4]
 
 @pytest.fixture(scope="module")
 def built(assay_home, instance, landing, weather_spec, tmp_path_factory):
-    """The weather use case replayed for ten days and built through the champion."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ASSAY_USECASES_DIR", str(only_use_case(tmp_path_factory.mktemp("audit"), "weather")))
-        defs = load_definitions()
+    """The weather use case replayed for ten days and built through its staging deployment."""
+    def edit(spec):
+        spec["release"]["latency_p99_ms"] = 2000  # this module audits what ran, not how fast on a busy CI box
+
+    with weather_platform(tmp_path_factory.mktemp("audit"), edit) as (defs, _):
         replay(weather_spec, landing, date(2013, 1, 1), len(DAYS))
-        runs = materialize_window(defs, instance, weather_spec, DAYS, through="champion")
+        runs = materialize_window(defs, instance, weather_spec, DAYS, through="deployment")
         assert all(r.success for r in runs), [(r.what, r.partition) for r in runs if not r.success]
         yield defs
 
@@ -59,7 +60,7 @@ def test_a_report_for_the_champion_verifies_every_link_validates_and_draws_its_l
     assert code == 0
     report = _report(instance)
     champion = built.resources["registry"].alias("weather")
-    assert report["version"] == champion.version and report["version_chosen_by"] == "champion alias"
+    assert report["version"] == champion.version and report["version_chosen_by"] == "served in staging"
 
     links = report["verification"]["links"]
     assert {link["status"] for link in links} == {"verified"}, [link for link in links if link["status"] != "verified"]
@@ -84,6 +85,11 @@ def test_a_report_for_the_champion_verifies_every_link_validates_and_draws_its_l
     assert [r["partition"] for r in report["raw_partitions"]] == DAYS
     assert all(r["rows"] and r["data_version"] for r in report["raw_partitions"])
     assert report["deployment"]["release_events"][0]["event"] == "promoted"
+    staging = next(e for e in report["deployment"]["environments"] if e["environment"] == "staging")
+    deployed = staging["deployments"][-1]
+    assert staging["serves_this_version"] and deployed["deployed_version"] == report["version"]
+    assert deployed["run_id"] and deployed["at"]
+    assert {c["check"]: c["result"] for c in deployed["checks"]}["smoke_equals_offline"] == "passed"
 
     page = (tmp_path / "audit.html").read_text()
     assert "<svg" in page and "<script" not in page and "<link" not in page and 'src="http' not in page
