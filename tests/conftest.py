@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import dagster as dg
@@ -62,6 +63,25 @@ def only_use_case(tmp_path: Path, name: str) -> Path:
     return folder
 
 
+def free_ports(count: int = 3) -> int:
+    """The first of `count` consecutive free loopback ports, from a range of this xdist worker's own:
+    two workers scanning one range both find the same ports free before either server binds them."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    first = 20000 + 1000 * worker
+    for base in range(first, first + 1000, count + 1):
+        ports = []
+        for port in range(base, base + count):
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                    ports.append(port)
+                except OSError:
+                    break
+        if len(ports) == count:
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports in {first}..{first + 999}")
+
+
 def venv_bin(name: str) -> str:
     import sys
 
@@ -75,7 +95,6 @@ def weather_platform(folder: Path, edit):
     import yaml
 
     from assay.runs import load_definitions
-    from test_serving import _free_ports
 
     usecases = only_use_case(folder, "weather")
     spec = yaml.safe_load((usecases / "weather.yaml").read_text())
@@ -83,7 +102,7 @@ def weather_platform(folder: Path, edit):
     (usecases / "weather.yaml").write_text(yaml.safe_dump(spec))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ASSAY_USECASES_DIR", str(usecases))
-        base = _free_ports(6)
+        base = free_ports(6)
         patch.setenv("ASSAY_SERVING_PORTS", f"staging={base},production={base + 3}")
         defs = load_definitions()
         try:

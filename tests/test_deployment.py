@@ -16,7 +16,7 @@ from assay.runs import load_definitions, materialize_window
 from assay.settings import REPO_ROOT
 from conftest import venv_bin
 from resources.registry import PromotionRefused
-from test_serving import _free_ports
+from conftest import free_ports
 
 STAGING = dg.AssetKey(["weather", "deployment_staging"])
 PRODUCTION = dg.AssetKey(["weather", "deployment_production"])
@@ -34,7 +34,7 @@ def _write_spec(folder, **release) -> None:
 def setup(assay_home, instance, landing, weather_spec, tmp_path_factory):
     specs = tmp_path_factory.mktemp("specs")
     _write_spec(specs, latency_p99_ms=1000)
-    base = _free_ports(6)  # three ports per environment's server
+    base = free_ports(6)  # three ports per environment's server
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ASSAY_USECASES_DIR", str(specs))
         patch.setenv("ASSAY_SERVING_PORTS", f"staging={base},production={base + 3}")

@@ -20,7 +20,7 @@ from assay.spec import load_spec
 from assets.rollout import LiveFigures, judge, takes_canary
 from conftest import venv_bin
 from resources.registry import PromotionRefused
-from test_serving import _free_ports
+from conftest import free_ports
 
 STAGING = dg.AssetKey(["weather", "deployment_staging"])
 MODEL = dg.AssetKey(["weather", "model_lightgbm"])
@@ -63,7 +63,7 @@ def _serving(defs) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def release(assay_home, instance, landing, weather_spec, tmp_path_factory):
     specs = tmp_path_factory.mktemp("specs")
-    base = _free_ports(6)
+    base = free_ports(6)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ASSAY_USECASES_DIR", str(specs))
         patch.setenv("ASSAY_SERVING_PORTS", f"staging={base},production={base + 3}")

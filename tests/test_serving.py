@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from datetime import date, timedelta
 
 import numpy as np
@@ -12,26 +11,11 @@ import pytest
 
 from assay.replay import replay
 from assay.runs import load_definitions, materialize_window
+from conftest import free_ports
 from resources.serving import ArtifactRejected, LocalModelServer, ServingError
 from serving.requests import predictions, v2_request
 from training.tabular import FeatureSet
 from training.train import model_input
-
-
-def _free_ports(count: int = 3) -> int:
-    """The first of `count` consecutive free ports on loopback."""
-    for base in range(18200, 19000, 7):
-        ports = []
-        for port in range(base, base + count):
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                    ports.append(port)
-                except OSError:
-                    break
-        if len(ports) == count:
-            return base
-    raise RuntimeError("no free ports")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +32,7 @@ def champion(assay_home, instance, landing, weather_spec):
 
 @pytest.fixture(scope="module")
 def server(assay_home, champion):
-    port = _free_ports()
+    port = free_ports()
     server = LocalModelServer(root=str(assay_home.serving), http_port=port, grpc_port=port + 1, metrics_port=port + 2)
     registry, version = champion
     server.serve(registry, [("weather", version.version)])
@@ -133,7 +117,7 @@ def test_a_second_server_or_a_busy_port_is_a_clear_error(server, assay_home, tmp
 
 def test_stopping_removes_the_process_and_a_stale_pid_file_is_ignored(assay_home, champion, tmp_path):
     registry, version = champion
-    port = _free_ports()
+    port = free_ports()
     server = LocalModelServer(root=str(tmp_path / "serving"), http_port=port, grpc_port=port + 1, metrics_port=port + 2)
     server.serve(registry, [("weather", version.version)])
     pid = server.pid()
