@@ -224,6 +224,9 @@ class Monitoring(_Strict):
     A column drifts when its PSI reaches `psi_threshold` AND its two-sample test's p-value falls
     below `p_value` (monitoring/drift.py says why both). Below `min_rows` rows on either side, a
     feature's drift or a live metric is reported as insufficient data and triggers nothing.
+    `drift_window_days` is how many days of served requests, ending on the monitored day, are
+    compared with the training reference: one day of flights is one day's weather, a single regime
+    that differs from any 28-day reference every day, so a daily sample makes drift a constant alarm.
     `features` defaults to every feature column; `floors` default, metric by metric, to the gates'
     floors (the floor a model had to meet to be released is the one it must keep meeting live).
     """
@@ -231,6 +234,7 @@ class Monitoring(_Strict):
     psi_threshold: float = Field(default=0.2, gt=0)
     p_value: float = Field(default=0.01, gt=0, lt=1)
     min_rows: int = Field(default=200, ge=10)
+    drift_window_days: int = Field(default=1, ge=1, le=90)
     features: list[str] | None = Field(default=None, min_length=1)
     floors: LiveFloors = LiveFloors()
     retrain_min_interval: timedelta = timedelta(days=7)

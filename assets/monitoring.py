@@ -10,6 +10,7 @@ not reasons to stop serving what passed its gates.
 """
 
 import json
+from datetime import date, timedelta
 
 import dagster as dg
 import numpy as np
@@ -58,11 +59,14 @@ def store_log_day(warehouse: Warehouse, spec: UseCase, day: str, lines: list[dic
     return frame.height
 
 
-def read_log_day(warehouse: Warehouse, spec: UseCase, day: str) -> pl.DataFrame:
+def read_log_day(warehouse: Warehouse, spec: UseCase, day: str, days: int = 1) -> pl.DataFrame:
+    """The logged requests of `day`, or of the `days` days ending on it."""
+    last = date.fromisoformat(day)
+    first = last - timedelta(days=days - 1)
     with warehouse.reader() as connection:
         return connection.execute(
             f"SELECT * EXCLUDE (features), CAST(features AS VARCHAR) AS features FROM {log_table(spec)} "
-            "WHERE _partition = ? ORDER BY event_time, entity_id", [day]).pl()
+            "WHERE _partition BETWEEN ? AND ? ORDER BY event_time, entity_id", [first, last]).pl()
 
 
 def logged_features(log: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
@@ -133,18 +137,21 @@ def build_monitoring(spec: UseCase, partitions: dg.PartitionsDefinition) -> list
 
     @dg.asset(
         key=drift_key, **common, deps=[log_key], kinds={"polars"}, tags={"stage": "monitoring", "use_case": spec.name},
-        description=f"Drift of `{spec.name}`'s logged features and predictions against the serving version's "
-        "training set: PSI and a two-sample test per watched column (thresholds in the spec's `monitoring`).",
+        description=f"Drift of `{spec.name}`'s logged features and predictions (the day, or the spec's "
+        "`drift_window_days` ending on it) against the serving version's training set: PSI and a two-sample "
+        "test per watched column (thresholds in the spec's `monitoring`).",
         check_specs=[dg.AssetCheckSpec("no_drift", asset=drift_key, blocking=False,
                                        description="No watched feature and not the prediction drifted.")],
     )
     def drift(context: dg.AssetExecutionContext, warehouse: Warehouse, registry: ModelRegistry):
         from monitoring.drift import DriftThresholds, drift_report
 
-        log = read_log_day(warehouse, spec, context.partition_key)
-        if log.is_empty():
-            raise dg.Failure(f"no predictions were logged on {context.partition_key}: nothing to compare")
-        version = serving_version(log)
+        day, window = context.partition_key, spec.monitoring.drift_window_days
+        today = read_log_day(warehouse, spec, day)
+        if today.is_empty():
+            raise dg.Failure(f"no predictions were logged on {day}: nothing to compare")
+        version = serving_version(today)
+        log = read_log_day(warehouse, spec, day, days=window) if window > 1 else today
         mine = log.filter(pl.col("model_version") == version)
         current = logged_features(mine, [*numeric, *categorical]).with_columns(prediction=mine["prediction"])
         reference = reference_frame(spec, registry, version)
@@ -155,6 +162,7 @@ def build_monitoring(spec: UseCase, partitions: dg.PartitionsDefinition) -> list
             "report": dg.MetadataValue.json(report.to_metadata()),
             "serving_version": version,
             "rows": current.height,
+            "window_days": window,
             "drifted_features": dg.MetadataValue.json(report.drifted_features),
             "prediction_drifted": report.prediction_drifted,
             "worst_feature": worst.name if worst else "none",

@@ -22,6 +22,7 @@ def _write(tmp_path, name: str, mutate):
 def test_the_repository_specs_declare_monitoring(flights_spec, weather_spec):
     assert flights_spec.monitoring.min_rows == 500
     assert flights_spec.monitoring.retrain_min_interval == timedelta(days=7)
+    assert flights_spec.monitoring.drift_window_days == 7 and weather_spec.monitoring.drift_window_days == 1
     numeric, categorical = flights_spec.watched_features
     assert "day_of_week" not in numeric and "temp" in numeric
     assert categorical == ["origin", "dest", "carrier", "plane_engine"]
@@ -35,6 +36,7 @@ def test_a_spec_without_monitoring_gets_the_defaults(tmp_path):
     spec = load_spec(_write(tmp_path, "flights", lambda s: s.pop("monitoring")))
 
     assert (spec.monitoring.psi_threshold, spec.monitoring.p_value, spec.monitoring.min_rows) == (0.2, 0.01, 200)
+    assert spec.monitoring.drift_window_days == 1
     assert spec.monitoring.retrain_min_interval == timedelta(days=7)
     assert spec.watched_features == (spec.features.columns.numeric, spec.features.columns.categorical)
     assert spec.live_floors == {"roc_auc": 0.60, "pr_auc": 0.30}
@@ -61,6 +63,8 @@ def test_a_live_floor_set_under_monitoring_replaces_only_that_gate_floor(tmp_pat
         ("flights", lambda s: s["monitoring"].update(features=["tailnum"]), "monitoring.features",
          "not feature columns"),
         ("flights", lambda s: s["monitoring"].update(features=[]), "monitoring.features", "at least 1 item"),
+        ("flights", lambda s: s["monitoring"].update(drift_window_days=0), "monitoring.drift_window_days",
+         "greater than or equal to 1"),
         ("flights", lambda s: s["monitoring"].update(floors={"max_rmse": 3.0}), "monitoring.floors",
          "do not apply to a binary_classification use case"),
         ("weather", lambda s: s["monitoring"].update(floors={"min_roc_auc": 0.7}), "monitoring.floors",
