@@ -53,6 +53,7 @@ bench: install
 	@[ -d .assay/snapshots/flights ] || $(BIN)/assay demo
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/training.py --use-case weather
+	$(BIN)/python bench/serving.py
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/.assay/mlflow/mlflow.db
