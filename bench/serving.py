@@ -11,7 +11,7 @@ else `.assay`):
               `mlserver_mlflow.MLflowRuntime` (its own settings, same server settings otherwise);
 - in-process: `mlflow.pyfunc.load_model(uri).predict` on the same rows, no HTTP.
 
-Each is measured with single-row requests and 100-row batches, at concurrency 1 and 8 (closed loop:
+Each is measured with single-row requests and 100-row batches, at concurrency 1, 8 and 32 (closed loop:
 each worker thread sends its next request when the last one is answered, over one keep-alive
 connection; request bodies are built before the clock starts). Requests are V2 bodies built by
 serving.requests.v2_request from real rows of the version's training-set snapshot. Every target is
@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO))
 GOAL_P99_MS = 10.0
 GOAL_REQ_PER_S = 250.0
 BATCH = 100
-CONCURRENCIES = (1, 8)
+CONCURRENCIES = (1, 8, 32)
 SAMPLE_ROWS = 1000  # the snapshot's last rows: requests cycle through them
 
 
@@ -69,6 +69,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--targets", default="assay,mlserver,in-process",
                         help="comma-separated subset of assay, mlserver, in-process")
     parser.add_argument("--first-port", type=int, default=9300)
+    parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCIES)),
+                        help="comma-separated closed-loop worker counts (default %(default)s)")
     return parser.parse_args()
 
 
@@ -356,7 +358,7 @@ def main() -> None:
             agreement[target.label] = float(np.max(np.abs(served - offline)))
             for rows, payloads in ((1, single_bodies if is_http else single_frames),
                                    (BATCH, batch_bodies if is_http else batch_frames)):
-                for concurrency in CONCURRENCIES:
+                for concurrency in [int(c) for c in args.concurrency.split(",")]:
                     cell = run_cell(target, payloads, rows, concurrency, args.seconds, args.warmup_seconds)
                     cells.append(cell)
                     print(f"  {cell.target:<10} rows {rows:>3}  concurrency {concurrency}: {cell.requests_per_s:>8.1f} req/s  "
