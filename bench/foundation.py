@@ -6,7 +6,7 @@ Measured side by side in one run: two state folders, one with 30 days loaded and
 take their next days alternately through the same path the sensors will use (land the day's files,
 the raw partitions' run, the features run for that day). Also: code-location load time in a fresh
 process, and ingestion throughput (contract validation + atomic DuckDB write). The Markdown table
-goes to stdout's end and to bench/RESULTS.md; the runs' own output (dbt's) goes to stderr.
+goes to stdout's end and to its section of bench/RESULTS.md; the runs' own output (dbt's) goes to stderr.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ from assay.spec import load_spec  # noqa: E402
 from assets.ingest import store_partition  # noqa: E402
 from resources.landing_zone import LandingZone  # noqa: E402
 from resources.warehouse import Warehouse  # noqa: E402
+from results import write_section  # noqa: E402  (bench/results.py, beside this script)
 
 START = date(2013, 1, 1)
+SECTION = "## Daily increment, code location load, ingestion"
 SPEC = load_spec(REPO / "usecases" / "flights.yaml")
 
 
@@ -123,7 +125,7 @@ def main() -> None:
 
     real_stdout = os.dup(1)
     os.dup2(2, 1)  # dbt and Dagster write to fd 1; keep the report clean
-    lines = [f"# Assay foundation benchmark\n\nmachine: {os.cpu_count()} cores, "
+    lines = [f"{SECTION} (`bench/foundation.py --reps {args.reps}`), {date.today().isoformat()}\n\nmachine: {os.cpu_count()} cores, "
              f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}, "
              f"dagster {dg.__version__}, duckdb {duckdb.__version__}; {args.reps} repetitions, min / median / max\n"]
     say = lines.append  # the report is written once, at the end
@@ -142,7 +144,7 @@ def main() -> None:
     say(f"| ingestion, rows/s (validate + atomic write, one day of flights) | "
           f"{min(rates):,.0f} / {statistics.median(rates):,.0f} / {max(rates):,.0f} |")
     report = "\n".join(lines) + "\n"
-    (REPO / "bench" / "RESULTS.md").write_text(report)
+    write_section(SECTION, report)
     os.write(real_stdout, report.encode())
 
 

@@ -5,7 +5,7 @@
 The families alternate within each repetition, on the same split the training entrypoint uses
 (holdout: the spec's last days). Times are the fit alone; the Pipes step around it (process start,
 MLflow logging and registration) is reported by `assay status` / the UI as the step's duration.
-Appends its table to bench/RESULTS.md.
+Replaces its use case's section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from training import lightgbm_family, torch_family  # noqa: E402
 from training.evaluation import metrics  # noqa: E402
 from training.tabular import FeatureSet  # noqa: E402
 from training.train import split_by_time  # noqa: E402
+from results import write_section  # noqa: E402  (bench/results.py, beside this script)
 
 FAMILIES = {"lightgbm": lightgbm_family, "torch": torch_family}
 
@@ -68,7 +69,7 @@ def main() -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lines = [
-        f"\n## Training, {spec.name} ({f.task}), {args.reps} repetitions, min / median / max\n",
+        f"## Training, {spec.name} ({f.task}), {args.reps} repetitions, min / median / max\n",
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__} on {device}; "
         f"{train.height + valid.height} training rows, {holdout.height} holdout rows (last {spec.training.holdout_days} days)\n",
         "| family | fit seconds | holdout |\n| --- | --- | --- |",
@@ -77,8 +78,7 @@ def main() -> None:
         shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores[name].items())
         lines.append(f"| {name} | {min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} | {shown} |")
     report = "\n".join(lines) + "\n"
-    with open(REPO / "bench" / "RESULTS.md", "a") as results:
-        results.write(report)
+    write_section(f"## Training, {spec.name} ", report)
     print(report)
 
 
