@@ -147,11 +147,11 @@ def build_monitoring(spec: UseCase, partitions: dg.PartitionsDefinition) -> list
         from monitoring.drift import DriftThresholds, drift_report
 
         day, window = context.partition_key, spec.monitoring.drift_window_days
-        today = read_log_day(warehouse, spec, day)
+        log = read_log_day(warehouse, spec, day, days=window)
+        today = log.filter(pl.col("_partition") == date.fromisoformat(day))
         if today.is_empty():
             raise dg.Failure(f"no predictions were logged on {day}: nothing to compare")
-        version = serving_version(today)
-        log = read_log_day(warehouse, spec, day, days=window) if window > 1 else today
+        version = serving_version(today)  # the window's other days count only where this version answered
         mine = log.filter(pl.col("model_version") == version)
         current = logged_features(mine, [*numeric, *categorical]).with_columns(prediction=mine["prediction"])
         reference = reference_frame(spec, registry, version)
