@@ -66,13 +66,23 @@ def _feature_versions(context: dg.AssetExecutionContext, spec: UseCase) -> dict[
 
 def training_extras(context, spec: UseCase, family: str, registry: ModelRegistry) -> dict:
     snapshot = _training_set(context, spec)
-    champion = registry.alias(spec.name)
+    return job_extras(spec, family, {k: v.value for k, v in snapshot.metadata.items()}, registry.alias(spec.name), {
+        "assay.feature_model_versions": json.dumps(_feature_versions(context, spec), sort_keys=True),
+        "assay.git_sha": _git_sha(),
+        "assay.dagster_run_id": context.run.run_id,
+        "assay.started_by": started_by(context),
+    })
+
+
+def job_extras(spec: UseCase, family: str, snapshot: dict, champion, provenance: dict[str, str]) -> dict:
+    """What the training entrypoint needs (`training.train.TrainingJob`), from the spec, the training
+    set's metadata and the current champion; no Dagster context, so a benchmark can build one too."""
     f = spec.features
     return {
         "use_case": spec.name,
         "family": family,
-        "snapshot": snapshot.metadata["snapshot"].value,
-        "snapshot_sha256": snapshot.metadata["sha256"].value,
+        "snapshot": snapshot["snapshot"],
+        "snapshot_sha256": snapshot["sha256"],
         "features": {"numeric": f.columns.numeric, "categorical": f.columns.categorical, "target": f.target,
                      "task": f.task, "timestamp": f.timestamp, "slices": f.slices,
                      "known_after_prediction": f.known_after_prediction},
@@ -83,12 +93,9 @@ def training_extras(context, spec: UseCase, family: str, registry: ModelRegistry
         "champion": {"version": champion.version, "uri": champion.uri} if champion else None,
         "provenance": {
             "assay.use_case": spec.name,
-            "assay.training_set_sha256": snapshot.metadata["sha256"].value,
-            "assay.training_window": f"{snapshot.metadata['window_start'].value}..{snapshot.metadata['window_end'].value}",
-            "assay.feature_model_versions": json.dumps(_feature_versions(context, spec), sort_keys=True),
-            "assay.git_sha": _git_sha(),
-            "assay.dagster_run_id": context.run.run_id,
-            "assay.started_by": started_by(context),
+            "assay.training_set_sha256": snapshot["sha256"],
+            "assay.training_window": f"{snapshot['window_start']}..{snapshot['window_end']}",
+            **provenance,
         },
     }
 

@@ -1,11 +1,12 @@
 """Training benchmark: time and holdout metrics per model family on the demo's training set.
 
     make demo && .venv/bin/python bench/training.py [--reps 3] [--snapshot PATH]
+    .venv/bin/python bench/training.py --families torch --devices cpu,cuda --snapshot PATH   # a GPU machine
 
-The families alternate within each repetition, on the same split the training entrypoint uses
-(holdout: the spec's last days). Times are the fit alone; the Pipes step around it (process start,
-MLflow logging and registration) is reported by `assay status` / the UI as the step's duration.
-Replaces its use case's section of bench/RESULTS.md.
+The families (and, for torch, the devices) alternate within each repetition, on the same split the
+training entrypoint uses (holdout: the spec's last days). Times are the fit alone; the Pipes step
+around it (process start, MLflow logging and registration) is reported by `assay status` / the UI as
+the step's duration. Replaces its section of bench/RESULTS.md (one per use case, and one for devices).
 """
 
 from __future__ import annotations
@@ -21,18 +22,36 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import importlib  # noqa: E402
+
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
 
 from assay.settings import state  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
-from training import lightgbm_family, torch_family  # noqa: E402
 from training.evaluation import metrics  # noqa: E402
-from training.tabular import FeatureSet  # noqa: E402
+from training.tabular import FAMILIES, FeatureSet  # noqa: E402
 from training.train import split_by_time  # noqa: E402
 from results import write_section  # noqa: E402  (bench/results.py, beside this script)
 
-FAMILIES = {"lightgbm": lightgbm_family, "torch": torch_family}
+
+def contenders(families: list[str], devices: list[str]) -> dict[str, object]:
+    """Label -> fit function. Only torch takes a device; a family is imported only when asked for,
+    so a GPU machine without LightGBM can time torch alone."""
+    chosen = {}
+    for name in families:
+        module = importlib.import_module(f"training.{name}_family")
+        if name == "torch":
+            for device in devices:
+                chosen[f"torch ({device})"] = lambda *a, m=module, d=device: m.train(*a, device=d)
+        else:
+            chosen[name] = module.train
+    return chosen
+
+
+def torch_family_threads() -> int:
+    from training.torch_family import CPU_THREADS
+    return CPU_THREADS
 
 
 def latest_snapshot(use_case: str) -> Path:
@@ -48,7 +67,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--use-case", default="flights")
     parser.add_argument("--snapshot", type=Path)
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--devices", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch's devices, comma-separated (cpu,cuda times one against the other)")
     args = parser.parse_args()
+    devices = args.devices.split(",")
+    fits = contenders(args.families.split(","), devices)
 
     spec = load_spec(REPO / "usecases" / f"{args.use_case}.yaml")
     f = spec.features
@@ -57,20 +81,24 @@ def main() -> None:
     train, valid, holdout = split_by_time(pl.read_parquet(snapshot), f.timestamp, spec.training.holdout_days)
     y = holdout[f.target].to_numpy().astype(float)
 
-    seconds: dict[str, list[float]] = {name: [] for name in FAMILIES}
+    seconds: dict[str, list[float]] = {name: [] for name in fits}
     scores: dict[str, dict[str, float]] = {}
     for _ in range(args.reps):
-        for name, family in FAMILIES.items():
+        for name, fit in fits.items():
             began = time.perf_counter()
-            model = family.train(train, valid, features, 13)
+            model = fit(train, valid, features, 13)
             seconds[name].append(time.perf_counter() - began)
             scores[name] = metrics(y, model.predict(holdout), f.task) | {
-                k: v for k, v in model.params.items() if k in ("epochs_run", "best_iteration", "device")}
+                k: v for k, v in model.params.items() if k in ("epochs_run", "seconds_per_epoch", "best_iteration", "device")}
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    span = (holdout[f.timestamp].max() - train[f.timestamp].min()).days + 1
+    heading = (f"## Training, {spec.name} " if len(devices) == 1
+               else f"## Training on {' and '.join(devices)}, {spec.name}, a {span}-day training set ")
     lines = [
-        f"## Training, {spec.name} ({f.task}), {args.reps} repetitions, min / median / max\n",
-        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__} on {device}; "
+        f"{heading}({f.task}), {args.reps} repetitions, min / median / max\n",
+        f"machine: {os.cpu_count()} cores{gpu}, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads outside training ({torch_family_threads()} in it); snapshot {snapshot.name[:12]}; "
         f"{train.height + valid.height} training rows, {holdout.height} holdout rows (last {spec.training.holdout_days} days)\n",
         "| family | fit seconds | holdout |\n| --- | --- | --- |",
     ]
@@ -78,7 +106,7 @@ def main() -> None:
         shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores[name].items())
         lines.append(f"| {name} | {min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} | {shown} |")
     report = "\n".join(lines) + "\n"
-    write_section(f"## Training, {spec.name} ", report)
+    write_section(heading, report)
     print(report)
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtProject
 
 from assay.settings import DBT_PROJECT_DIR, StateLayout, environment, mlflow_tracking_uri
+from resources.dbt import installed_dbt
 from resources.landing_zone import LandingZone
 from resources.registry import ModelRegistry
 from resources.deployer import DEFAULT_PORTS, LocalDeployer
@@ -47,9 +46,5 @@ def build_resources(layout: StateLayout) -> dict[str, object]:
         "registry": ModelRegistry(tracking_uri=mlflow_tracking_uri(layout), artifact_root=str(layout.mlflow / "artifacts")),
         "landing": LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine)),
         "warehouse": Warehouse(path=str(layout.warehouse)),
-        "dbt": DbtCliResource(
-            project_dir=str(DBT_PROJECT_DIR),
-            profiles_dir=str(DBT_PROJECT_DIR),
-            dbt_executable=str(Path(sys.executable).parent / "dbt"),
-        ),
+        "dbt": installed_dbt(),
     }

@@ -17,7 +17,8 @@ from sklearn.metrics import mean_squared_error, roc_auc_score
 
 from assay.settings import REPO_ROOT
 from training import lightgbm_family, plots, torch_family
-from training.tabular import AssayPyfunc, FeatureSet, load_model, pip_requirements
+from training.pyfunc import AssayPyfunc, pip_requirements
+from training.tabular import FeatureSet, load_model
 
 FAMILIES = {"lightgbm": lightgbm_family, "torch": torch_family}
 TASKS = ["binary_classification", "regression"]

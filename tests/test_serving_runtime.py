@@ -19,7 +19,8 @@ from assay.settings import REPO_ROOT
 from serving.requests import predictions, v2_request
 from serving.runtime import AssayMLflowRuntime, RequestRejected, decode_columns
 from training import lightgbm_family, torch_family
-from training.tabular import AssayPyfunc, FeatureSet, pip_requirements
+from training.pyfunc import AssayPyfunc, pip_requirements
+from training.tabular import FeatureSet
 from training.train import model_input, model_signature
 
 FAMILIES = {"lightgbm": lightgbm_family, "torch": torch_family}

@@ -1,5 +1,5 @@
-"""What every model family shares: the feature set, the trained-model interface, input encoding,
-the payload folder's manifest, and the MLflow pyfunc wrapper that serves any family.
+"""What every model family shares: the feature set, the trained-model interface, input encoding
+and the payload folder's manifest (MLflow's wrapper around a payload is in `training.pyfunc`).
 
 A payload folder is what a family's `save()` writes: its weights, its preprocessing state and a
 manifest (`family.json`) naming the family, so `load_model` needs nothing but the folder. Files are
@@ -13,13 +13,10 @@ import importlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Protocol
 
-import mlflow.pyfunc
 import numpy as np
-import pandas as pd
 import polars as pl
 
 TASKS = ("binary_classification", "regression")
@@ -188,32 +185,6 @@ def importance_shares(raw: dict[str, float]) -> dict[str, float]:
     clipped = {name: max(float(value), 0.0) for name, value in raw.items()}
     total = sum(clipped.values())
     return {name: (value / total if total > 0 else 0.0) for name, value in clipped.items()}
-
-
-def pip_requirements(family: str) -> list[str]:
-    """Pinned packages a served model of `family` needs, as installed here (for mlflow's pip_requirements).
-
-    Local version labels are dropped (torch 2.13.0+cpu -> torch==2.13.0) so the pins resolve on PyPI.
-    """
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known: {FAMILIES}")
-    packages = ["mlflow", "numpy", "pandas", "polars", "pyarrow", family]
-    return [f"{package}=={version(package).split('+')[0]}" for package in packages]
-
-
-class AssayPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc wrapper for any family: `artifacts={"payload": <folder written by save()>}`.
-
-    Log it with `code_paths=[<repo>/training]` so the served model imports this package. Inputs are
-    pandas DataFrames with the feature columns (extra columns are ignored); the output is the same
-    1-D array `TrainedModel.predict` returns.
-    """
-
-    def load_context(self, context) -> None:
-        self._model = load_model(Path(context.artifacts["payload"]))
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
-        return self._model.predict(pl.from_pandas(model_input))
 
 
 def vocabulary_lookups(vocabularies: dict[str, Vocabulary]) -> dict[str, dict[str, int]]:

@@ -212,12 +212,15 @@ class TorchModel:
         write_manifest(folder, FAMILY, self.features)
 
 
-def train(train: pl.DataFrame, valid: pl.DataFrame, features: FeatureSet, seed: int) -> TorchModel:
-    """Fit on `train`, early-stopping on `valid` loss; returns the best epoch's model, on the CPU."""
+def train(train: pl.DataFrame, valid: pl.DataFrame, features: FeatureSet, seed: int,
+          device: str | None = None) -> TorchModel:
+    """Fit on `train`, early-stopping on `valid` loss; returns the best epoch's model, on the CPU.
+
+    `device` defaults to CUDA when present; the benchmark names it to time one against the other."""
     if train.is_empty() or valid.is_empty():
         raise ValueError(f"needs training and validation rows, got {train.height} and {valid.height}")
     hp = HYPERPARAMETERS
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with _reproducible(seed):
         encoder = Encoder.fit(train, features, int(hp["min_category_count"]))
         architecture = {

@@ -146,7 +146,7 @@ def _inline(path: Path) -> str:
 def _log_and_register(job, model, scores, table, plots, gates, payload, sha256, train_rows, holdout):
     import mlflow
 
-    from training.tabular import AssayPyfunc, pip_requirements
+    from training.pyfunc import AssayPyfunc, pip_requirements
 
     mlflow.set_experiment(job.experiment)
     example = model_input(holdout.head(5), job.features)

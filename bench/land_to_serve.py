@@ -1,0 +1,193 @@
+"""Land-to-serve benchmark: a day's files landing -> a retrained model serving, orchestrated by Assay,
+against the same compute steps run alone, as a hand-written script would run them.
+
+    .venv/bin/python bench/land_to_serve.py [--max-days 35]
+
+Orchestrated: a fresh state replays flights day by day through `assay simulate`'s loop (the landing
+sensor, automation ticks and the retrain sensor, every step a real Dagster run on a real instance, as
+the daemon launches them) until the retrain sensor's first model serves in staging. Land-to-serve is
+that day's wall time, from its files landing to the post-deploy gates passing.
+
+Alone: the same day's steps again on the same state, called in one warm process with no Dagster
+(libraries imported beforehand, their import time reported apart): store and gate the raw partitions,
+`dbt build` the day, freeze the training set, train + gate + register each family, promote, serve in
+staging and run the post-deploy gates. Overhead = (land-to-serve - sum alone) / land-to-serve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+STATE = Path(tempfile.mkdtemp(prefix="assay-land-to-serve-"))
+os.environ["ASSAY_HOME"] = str(STATE)
+for inherited in ("DAGSTER_HOME", "ASSAY_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI"):
+    os.environ.pop(inherited, None)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+os.environ["ASSAY_SERVING_PORTS"] = f"staging={_free_port()},production={_free_port()}"
+
+import dagster as dg  # noqa: E402
+
+from assay.contract import read_landing_file, sha256_file  # noqa: E402
+from assay.runs import load_definitions  # noqa: E402
+from assay.settings import DBT_PROJECT_DIR, prepare_environment, state  # noqa: E402
+from assay.spec import load_spec  # noqa: E402
+from automation.simulation import Simulation  # noqa: E402
+from resources.landing_zone import LandingZone  # noqa: E402
+from results import write_section  # noqa: E402  (bench/results.py, beside this script)
+
+SECTION = "## Land-to-serve"
+
+
+def orchestrated(defs, instance, spec, landing, max_days: int):
+    """Days through the simulation loop until a retrain serves; that day and its runs' step times."""
+    simulation = Simulation(defs, instance, spec)
+    for offset in range(max_days):
+        today = simulation.run_day(spec.partitions.start + timedelta(days=offset), landing)
+        print(*today.lines(), sep="\n", file=sys.stderr)
+        if today.land_to_serve_seconds is not None:
+            steps = []
+            for run in today.runs:
+                for stat in instance.get_run_step_stats(run.run_id):
+                    if stat.start_time and stat.end_time:
+                        steps.append((stat.step_key, stat.end_time - stat.start_time))
+            return today, steps
+    raise SystemExit(f"no retrained model served within {max_days} days")
+
+
+def alone(defs, spec, landing, day: str) -> list[tuple[str, float]]:
+    """The day's compute, called directly; (step, seconds) in order."""
+    from assets.features import dbt_vars, dimension_models
+    from assay.contract import null_rate_gate, value_range_gate, volume_gate
+    from assets.ingest import store_partition
+    from assets.deployment import post_deploy_checks
+    from assets.models import job_extras
+    from assets.training_set import read_training_window, write_snapshot
+    from training.evaluation import PRIMARY
+    from training.train import TrainingJob, run
+
+    resources = defs.resources
+    warehouse, registry, deployer = resources["warehouse"], resources["registry"], resources["deployer"]
+    timed: list[tuple[str, float]] = []
+
+    def step(name, work):
+        began = time.perf_counter()
+        value = work()
+        timed.append((name, time.perf_counter() - began))
+        return value
+
+    def ingest():
+        for name, table in spec.tables.items():
+            if not table.partitioned:
+                continue
+            path = landing.path_for(spec.name, name, day)
+            frame = read_landing_file(path, table, date.fromisoformat(day))
+            trailing = store_partition(warehouse, spec.name, name, table, frame, date.fromisoformat(day),
+                                       str(path), sha256_file(path))
+            gates = [volume_gate(frame.height, table, trailing), null_rate_gate(frame, table), value_range_gate(frame, table)]
+            assert all(g.passed for g in gates), gates
+
+    def dbt_build():
+        window = dg.DailyPartitionsDefinition(start_date=day).time_window_for_partition_key(day)
+        exclude = dimension_models(DBT_PROJECT_DIR / "target" / "manifest.json", spec)
+        subprocess.run([resources["dbt"].dbt_executable, "build", "--select", f"path:models/{spec.name}",
+                        "--exclude", *exclude, "--vars", json.dumps(dbt_vars(window)),
+                        "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+                       check=True, capture_output=True, env={**os.environ, "ASSAY_WAREHOUSE_PATH": warehouse.path})
+
+    def training_set():
+        frame = read_training_window(warehouse, spec)
+        path, digest = write_snapshot(frame, state().snapshots / spec.name / "training_set")
+        t = frame[spec.features.timestamp]
+        return {"snapshot": str(path), "sha256": digest, "window_start": str(t.min()), "window_end": str(t.max())}
+
+    step("ingest: raw partitions, contract and data gates", ingest)
+    step("dbt build of the day (staging, features, tests)", dbt_build)
+    snapshot = step("training set snapshot", training_set)
+    os.environ["MLFLOW_TRACKING_URI"] = registry.tracking_uri
+    champion = registry.alias(spec.name)
+    scored = []
+    for family in spec.models:
+        job = TrainingJob.from_extras(job_extras(spec, family, snapshot, champion, {"assay.started_by": "bench"}))
+        metadata, gates = step(f"train, gate and register {family}", lambda job=job: run(job, log=lambda *_: None))
+        scored.append((metadata[PRIMARY[spec.features.task][0]], str(metadata["model_version"]["raw_value"])))
+    best = max(scored)[1]
+    step("promote and re-hash the champion", lambda: (registry.promote(spec.name, best, "bench"),
+                                                       registry.verify_artifact(spec.name, best, "")))
+    server = step("serve in staging (MLServer restart, model load)",
+                  lambda: deployer.deploy(registry, spec.name, "staging", best))
+    checks = step("post-deploy gates (smoke, p99, malformed)",
+                  lambda: post_deploy_checks(spec, server, registry, registry.version(spec.name, best)))
+    assert all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+    return timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max-days", type=int, default=35)
+    parser.add_argument("--use-case", default="flights")
+    args = parser.parse_args()
+
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)  # dbt and Dagster write to fd 1; keep the report clean
+    layout = prepare_environment()
+    spec = load_spec(REPO / "usecases" / f"{args.use_case}.yaml")
+    landing = LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine))
+    defs = load_definitions()
+    instance = dg.DagsterInstance.get()
+    try:
+        today, steps = orchestrated(defs, instance, spec, landing, args.max_days)
+        began = time.perf_counter()
+        import lightgbm, mlflow.pyfunc, sklearn.metrics, torch  # noqa: E401,F401  what a script imports once
+        import training.plots  # noqa: F401
+        imports = time.perf_counter() - began
+        timed = alone(defs, spec, landing, today.day)
+    finally:
+        for server in defs.resources["deployer"].servers().values():
+            server.stop()
+    total_alone = sum(seconds for _, seconds in timed)
+    wall, in_steps = today.land_to_serve_seconds, today.land_to_serve_seconds - today.orchestration_seconds
+    overhead = (wall - total_alone) / wall
+    dominant = sorted(steps, key=lambda s: -s[1])[:6]
+    report = "\n".join([
+        f"{SECTION}, {spec.name} on {today.day}, the first retrain (`bench/land_to_serve.py`), {date.today().isoformat()}\n",
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, dagster {dg.__version__}. "
+        f"{len(today.runs)} Dagster runs that day: {today.retrain}\n",
+        "| measure | seconds |\n| --- | --- |",
+        f"| **land-to-serve**, orchestrated (landing sensor, automation, retrain sensor, deployment) | **{wall:.1f}** |",
+        f"| of it inside Dagster's steps | {in_steps:.1f} |",
+        f"| of it outside any step (ticks, run start and end, event storage) | {today.orchestration_seconds:.1f} |",
+        *(f"| alone: {name} | {seconds:.1f} |" for name, seconds in timed),
+        f"| **sum of the steps alone** | **{total_alone:.1f}** |",
+        f"| **orchestration overhead** (land-to-serve - sum alone) / land-to-serve | **{overhead:.0%}** (goal: < 50%) |",
+        f"| not counted alone: importing lightgbm, torch, mlflow, sklearn once | {imports:.1f} |",
+        "",
+        "Dominant steps of the orchestrated day (Dagster step time): "
+        + "; ".join(f"{key} {seconds:.1f} s" for key, seconds in dominant) + ".",
+    ]) + "\n"
+    write_section(SECTION, report)
+    os.write(real_stdout, report.encode())
+    shutil.rmtree(STATE, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
