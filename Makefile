@@ -48,8 +48,12 @@ browser:
 ui: install
 	$(BIN)/assay ui
 
+# About 30 minutes on 2 cores; each script replaces its own section of bench/RESULTS.md.
 bench: install
 	$(BIN)/python bench/foundation.py
+	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/land_to_serve.py
+	$(BIN)/python bench/demo.py
 	@[ -d .assay/snapshots/flights ] || $(BIN)/assay demo
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/training.py --use-case weather
