@@ -1,6 +1,6 @@
 """The deployer on Kubernetes (`ASSAY_ENV=kubernetes`): releases rendered to Seldon and applied.
 
-`SeldonDeployer` implements resources/deployer.py's interface with resources/seldon.py: each
+`SeldonDeployer` implements resources/deployer.py's interface with the resources/seldon/ package: each
 `deploy` or `stage` is one `ReleasePlan` rendered for the configured flavour (Seldon Core 2 or
 Core v1), applied server-side, waited on until Seldon reports it Ready, and only then is what the
 release no longer has deleted (a Core 2 Experiment after a full promotion, a former champion's or a

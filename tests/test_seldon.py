@@ -207,7 +207,7 @@ def test_strict_validation_rejects_an_unknown_field_naming_the_resource_and_its_
     # The CRD schemas do not forbid extra fields themselves; the API server would prune it...
     import jsonschema
 
-    crd = seldon._crd_for(bad)
+    crd = seldon.crds._crd_for(bad)
     group, version = bad["apiVersion"].split("/")
     lenient = next(v for v in crd["spec"]["versions"] if v["name"] == version)
     jsonschema.Draft4Validator(lenient["schema"]["openAPIV3Schema"]).validate(bad)
