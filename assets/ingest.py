@@ -109,6 +109,12 @@ def store_partition(
     return trailing
 
 
+def data_gates(frame: pl.DataFrame, table: Table, trailing: list[int]) -> list[GateResult]:
+    """The gates a stored partition must pass besides its contract; `trailing` is what
+    `store_partition` returns (the earlier days' row counts the volume gate compares with)."""
+    return [volume_gate(frame.height, table, trailing), null_rate_gate(frame, table), value_range_gate(frame, table)]
+
+
 def _check(asset_key: dg.AssetKey, result: GateResult) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         asset_key=asset_key,
@@ -185,9 +191,7 @@ def build_raw_asset(
         checks = [
             GateResult("contract", True, "the file conforms to the contract",
                        {"rows": frame.height, "landing_sha256": landing_sha256}),
-            volume_gate(frame.height, table, trailing),
-            null_rate_gate(frame, table),
-            value_range_gate(frame, table),
+            *data_gates(frame, table, trailing),
         ]
         yield dg.MaterializeResult(
             asset_key=key,

@@ -95,8 +95,7 @@ def import_compute_libraries() -> float:
 def alone(resources, spec, landing, day: str) -> list[tuple[str, float]]:
     """The day's compute, called directly; (step, seconds) in order."""
     from assets.features import dbt_vars, dimension_models
-    from assay.contract import null_rate_gate, value_range_gate, volume_gate
-    from assets.ingest import store_partition
+    from assets.ingest import data_gates, store_partition
     from assets.deployment import post_deploy_checks
     from assets.models import job_extras
     from assets.training_set import read_training_window, write_snapshot
@@ -120,7 +119,7 @@ def alone(resources, spec, landing, day: str) -> list[tuple[str, float]]:
             frame = read_landing_file(path, table, date.fromisoformat(day))
             trailing = store_partition(warehouse, spec.name, name, table, frame, date.fromisoformat(day),
                                        str(path), sha256_file(path))
-            gates = [volume_gate(frame.height, table, trailing), null_rate_gate(frame, table), value_range_gate(frame, table)]
+            gates = data_gates(frame, table, trailing)
             assert all(g.passed for g in gates), gates
 
     def dbt_build():

@@ -31,6 +31,7 @@ from assay.settings import state  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
 from training.evaluation import metrics  # noqa: E402
 from training.tabular import FAMILIES, FeatureSet  # noqa: E402
+from training.torch_family import CPU_THREADS  # noqa: E402
 from training.train import split_by_time  # noqa: E402
 from results import write_section  # noqa: E402  (bench/results.py, beside this script)
 
@@ -47,11 +48,6 @@ def contenders(families: list[str], devices: list[str]) -> dict[str, object]:
         else:
             chosen[name] = module.train
     return chosen
-
-
-def torch_family_threads() -> int:
-    from training.torch_family import CPU_THREADS
-    return CPU_THREADS
 
 
 def latest_snapshot(use_case: str) -> Path:
@@ -98,7 +94,7 @@ def main() -> None:
     lines = [
         f"{heading}({f.task}), {args.reps} repetitions, min / median / max\n",
         f"machine: {os.cpu_count()} cores{gpu}, Python {platform.python_version()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} CPU threads outside training ({torch_family_threads()} in it); snapshot {snapshot.name[:12]}; "
+        f"{torch.get_num_threads()} CPU threads outside training ({CPU_THREADS} in it); snapshot {snapshot.name[:12]}; "
         f"{train.height + valid.height} training rows, {holdout.height} holdout rows (last {spec.training.holdout_days} days)\n",
         "| family | fit seconds | holdout |\n| --- | --- | --- |",
     ]

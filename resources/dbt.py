@@ -1,7 +1,7 @@
 """dbt as the platform runs it: this environment's dbt-core, driven through dagster-dbt.
 
-Two costs `DbtCliResource` pays before every dbt run, which Assay does not need (measured by
-bench/foundation.py: the day's features run went from 12.1 s to 10.6 s):
+Two costs `DbtCliResource` pays before every dbt run, which Assay does not need (bench/foundation.py
+times a day's features run with the stock resource and with this one; see bench/RESULTS.md):
 
 - It asks the executable for its version (`dbt --version`, a second start-up of dbt, 1.5-2 s on 2
   cores), to choose between dbt-core and dbt Fusion. The answer is cached on the resource, but

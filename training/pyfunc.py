@@ -1,7 +1,7 @@
 """The MLflow pyfunc wrapper that serves any family's payload folder, and the pins it is logged with.
 
 Apart from `training.tabular` so that the families, the serving runtime's fast path and a bare GPU
-machine can train and predict without importing MLflow (about 1 s, and a large install).
+machine can train and predict without importing MLflow (about 2 s, and a large install).
 """
 
 from __future__ import annotations
