@@ -88,11 +88,12 @@ def test_a_header_without_rows_is_refused(tmp_path, flights_spec, good_csv):
     assert "no rows" in _bad(tmp_path, flights_spec, good_csv.splitlines(keepends=True)[0]).reason
 
 
-def test_a_duplicated_row_is_named(tmp_path, flights_spec, good_csv):
+def test_a_duplicated_row_is_named_by_the_line_of_the_repeat_and_of_the_first(tmp_path, flights_spec, good_csv):
     lines = good_csv.splitlines(keepends=True)
     error = _bad(tmp_path, flights_spec, "".join(lines + [lines[3]]))
     assert "duplicate key" in error.reason
-    assert error.line == 4  # the first of the duplicated pair
+    assert error.line == len(lines) + 1  # the repeated row, where a reader looks for what to remove
+    assert "first at line 4" in error.reason
 
 
 def test_a_row_of_another_day_is_refused(tmp_path, flights_spec, good_csv):
