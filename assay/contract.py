@@ -40,6 +40,7 @@ POLARS_TYPES = {"int": pl.Int64, "float": pl.Float64, "string": pl.String, "time
 DUCKDB_TYPES = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "timestamp": "TIMESTAMP",
                 "date": "DATE"}
 UTC = ZoneInfo("UTC")
+BOM = "\ufeff"
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte that is not UTF-8
 
 
@@ -70,7 +71,8 @@ def sha256_file(path: Path) -> str:
 def _not_utf8(path: Path, raw: bytes, error: UnicodeDecodeError) -> ContractViolation:
     """The violation for a file that is not UTF-8, naming the line and field of the first bad byte."""
     reason = f"not UTF-8 text: byte 0x{raw[error.start]:02x} at offset {error.start}"
-    reader = csv.reader(io.StringIO(raw.decode("utf-8-sig", errors="surrogateescape"), newline=""))
+    text = raw.decode("utf-8", errors="surrogateescape").removeprefix(BOM)
+    reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
     try:
         for row in reader:
@@ -80,7 +82,8 @@ def _not_utf8(path: Path, raw: bytes, error: UnicodeDecodeError) -> ContractViol
                         return ContractViolation(path, f"{reason}, in header column {index + 1}", line=1)
                     name = header[index] if index < len(header) else None
                     return ContractViolation(path, reason, line=reader.line_num, column=name)
-            header = header if header is not None else row
+            if header is None:
+                header = row
     except csv.Error:
         pass  # the structure breaks before the bad byte: its physical line is the best we can say
     return ContractViolation(path, reason, line=raw.count(b"\n", 0, error.start) + 1)
@@ -94,10 +97,11 @@ def _split_rows(path: Path, raw: bytes, expected: list[str]) -> list[list[str]]:
         lines = raw.count(b"\n") + 1
         raise ContractViolation(path, "the file is truncated: its last line has no line ending", line=lines)
     try:
-        # A byte-order mark (Excel and other Windows tools write one) is not part of the first column's name.
-        text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-8")  # not "utf-8-sig": its error offsets would not count the mark
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, raw, exc) from None
+    # A byte-order mark (Excel and other Windows tools write one) is not part of the first column's name.
+    text = text.removeprefix(BOM)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)

@@ -219,11 +219,18 @@ def test_a_byte_order_mark_on_the_header_is_accepted(tmp_path, flights_spec, goo
 def test_a_file_that_is_not_utf8_is_named_by_the_line_and_field_of_its_first_bad_byte(tmp_path, flights_spec, good_csv):
     text = _replace_line(good_csv, 7, ",LGA,", ",LGA\udce9,")  # a Latin-1 é in origin
     path = tmp_path / f"{DAY}.csv"
-    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
-    with pytest.raises(ContractViolation) as error:
+    for mark in (b"", b"\xef\xbb\xbf"):
+        raw = mark + text.encode("utf-8", errors="surrogateescape")
+        path.write_bytes(raw)
+        with pytest.raises(ContractViolation) as error:
+            read_landing_file(path, flights_spec.tables["flights"], DAY)
+        assert (error.value.line, error.value.column) == (7, "origin")
+        assert f"not UTF-8 text: byte 0xe9 at offset {raw.index(bytes([0xe9]))}" in error.value.reason
+
+    path.write_bytes(b"year,mon\xe9th" + good_csv.encode()[len("year,month"):])
+    with pytest.raises(ContractViolation, match="in header column 2") as error:
         read_landing_file(path, flights_spec.tables["flights"], DAY)
-    assert (error.value.line, error.value.column) == (7, "origin")
-    assert "not UTF-8 text: byte 0xe9" in error.value.reason
+    assert error.value.line == 1
 
 
 def test_a_value_outside_the_contracts_range_is_refused_naming_line_and_field(tmp_path, flights_spec, good_csv):
