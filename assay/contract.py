@@ -141,14 +141,17 @@ def _parse_timestamp(text: str, zone: ZoneInfo) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a valid timestamp (ISO 8601, like 2013-01-31T05:00:00Z)") from None
-    if parsed.tzinfo is None:
-        local = parsed.replace(tzinfo=zone)
-        # A wall-clock time the clocks skipped (spring forward) names no instant; an ambiguous one
-        # (fall back) is read as the first of its two instants.
-        if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != parsed:
-            raise ValueError(f"{text!r} does not exist in {zone.key} (the clocks skipped it)")
-        parsed = local
-    return parsed.astimezone(UTC).replace(tzinfo=None)
+    try:
+        if parsed.tzinfo is None:
+            local = parsed.replace(tzinfo=zone)
+            # A wall-clock time the clocks skipped (spring forward) names no instant; an ambiguous one
+            # (fall back) is read as the first of its two instants.
+            if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != parsed:
+                raise ValueError(f"{text!r} does not exist in {zone.key} (the clocks skipped it)")
+            parsed = local
+        return parsed.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:  # year 1 or 9999 moved across a year boundary by its offset
+        raise ValueError(f"{text!r} is outside the timestamps that can be stored") from None
 
 
 def parse_values(values: pl.Series, column_type: str, timezone: str = "UTC") -> tuple[pl.Series, dict[str, str]]:

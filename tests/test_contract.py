@@ -264,12 +264,15 @@ def test_timestamps_with_an_offset_or_without_a_zone_are_stored_as_utc(tmp_path)
     assert in_utc["at"].to_list() == [utc]  # the default timezone is UTC
 
 
-def test_a_local_time_that_daylight_saving_skipped_is_refused(tmp_path):
+def test_a_local_time_that_daylight_saving_skipped_is_refused_and_a_repeated_one_is_its_first(tmp_path):
     path = _land(tmp_path, "id,at\n1,2013-03-10 01:30:00\n2,2013-03-10 02:30:00\n")
     with pytest.raises(ContractViolation) as error:
         read_landing_file(path, _dated("timestamp"), date(2013, 3, 10), "America/New_York")
     assert (error.value.line, error.value.column) == (3, "at")
     assert "does not exist in America/New_York" in error.value.reason
+    fall_back = _land(tmp_path, "id,at\n1,2013-11-03 01:30:00\n")  # twice that night: read as the first
+    assert read_landing_file(fall_back, _dated("timestamp"), date(2013, 11, 3), "America/New_York")["at"].to_list() \
+        == [datetime(2013, 11, 3, 5, 30)]
 
 
 def test_a_timestamp_column_dates_its_rows_by_their_day_in_the_use_case_timezone(tmp_path):
