@@ -2,10 +2,17 @@
 
 Two kinds of failure, deliberately kept apart:
 - a *contract violation* (the file is not what the upstream system promised: columns, types,
-  unparsable or truncated rows, duplicates, rows of another day) means the file cannot be loaded
-  at all; it goes to quarantine and nothing stored changes;
-- a *gate failure* (volume, null rates, value ranges) means the data is well-formed but suspicious;
-  it is stored, and the failed blocking check keeps it from flowing downstream.
+  unparsable or truncated rows, a null in a non-nullable column, a value outside its range or
+  accepted values, duplicates, rows of another day) means the file cannot be loaded at all; it goes
+  to quarantine and nothing stored changes;
+- a *gate failure* (volume, null rates) is a property of the whole partition: the data is
+  well-formed but suspicious; it is stored, and the failed blocking check keeps it from flowing
+  downstream. The value_ranges gate re-checks the stored rows' values (it passes on every file the
+  contract let through; it is kept so a rule that only a gate holds still shows in the graph).
+
+Values: the table's null markers (empty, NA, NULL, NaN by default) are nulls in every column type;
+timestamps are ISO 8601, with an offset or `Z`, or without one and then in the use case's
+timezone, and are stored as naive UTC; dates are ISO 8601 dates.
 
 Pure functions on Polars frames: no Dagster, no DuckDB, so they are cheap to test and to reuse from
 the CLI.
@@ -16,18 +23,25 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from statistics import median
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from assay.spec import Table
+from assay.spec import Column, Table
 
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC, as the upstream system writes `time_hour`
-POLARS_TYPES = {"int": pl.Int64, "float": pl.Float64, "string": pl.String, "timestamp": pl.Datetime("us")}
-DUCKDB_TYPES = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "timestamp": "TIMESTAMP"}
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC, as the landing zone writes timestamps
+POLARS_TYPES = {"int": pl.Int64, "float": pl.Float64, "string": pl.String, "timestamp": pl.Datetime("us"),
+                "date": pl.Date}
+DUCKDB_TYPES = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "timestamp": "TIMESTAMP",
+                "date": "DATE"}
+UTC = ZoneInfo("UTC")
+BOM = "\ufeff"
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte that is not UTF-8
 
 
 class ContractViolation(ValueError):
@@ -54,6 +68,27 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _not_utf8(path: Path, raw: bytes, error: UnicodeDecodeError) -> ContractViolation:
+    """The violation for a file that is not UTF-8, naming the line and field of the first bad byte."""
+    reason = f"not UTF-8 text: byte 0x{raw[error.start]:02x} at offset {error.start}"
+    text = raw.decode("utf-8", errors="surrogateescape").removeprefix(BOM)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    try:
+        for row in reader:
+            for index, value in enumerate(row):
+                if _UNDECODABLE.search(value):
+                    if header is None:
+                        return ContractViolation(path, f"{reason}, in header column {index + 1}", line=1)
+                    name = header[index] if index < len(header) else None
+                    return ContractViolation(path, reason, line=reader.line_num, column=name)
+            if header is None:
+                header = row
+    except csv.Error:
+        pass  # the structure breaks before the bad byte: its physical line is the best we can say
+    return ContractViolation(path, reason, line=raw.count(b"\n", 0, error.start) + 1)
+
+
 def _split_rows(path: Path, raw: bytes, expected: list[str]) -> list[list[str]]:
     """Structural parse with exact line numbers; Polars' reader silently pads short rows."""
     if not raw.strip():
@@ -62,9 +97,11 @@ def _split_rows(path: Path, raw: bytes, expected: list[str]) -> list[list[str]]:
         lines = raw.count(b"\n") + 1
         raise ContractViolation(path, "the file is truncated: its last line has no line ending", line=lines)
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8")  # not "utf-8-sig": its error offsets would not count the mark
     except UnicodeDecodeError as exc:
-        raise ContractViolation(path, f"not UTF-8 text (byte {exc.start})") from None
+        raise _not_utf8(path, raw, exc) from None
+    # A byte-order mark (Excel and other Windows tools write one) is not part of the first column's name.
+    text = text.removeprefix(BOM)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
@@ -91,54 +128,140 @@ def _split_rows(path: Path, raw: bytes, expected: list[str]) -> list[list[str]]:
     return rows
 
 
-def _typed(path: Path, frame: pl.DataFrame, table: Table) -> pl.DataFrame:
-    casts = []
+def _parse_date(text: str, zone: ZoneInfo) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid date (ISO 8601, like 2013-01-31)") from None
+
+
+def _parse_timestamp(text: str, zone: ZoneInfo) -> datetime:
+    """An ISO 8601 timestamp as naive UTC; one without an offset is wall-clock time in `zone`."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid timestamp (ISO 8601, like 2013-01-31T05:00:00Z)") from None
+    try:
+        if parsed.tzinfo is None:
+            local = parsed.replace(tzinfo=zone)
+            # A wall-clock time the clocks skipped (spring forward) names no instant; an ambiguous one
+            # (fall back) is read as the first of its two instants.
+            if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != parsed:
+                raise ValueError(f"{text!r} does not exist in {zone.key} (the clocks skipped it)")
+            parsed = local
+        return parsed.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:  # year 1 or 9999 moved across a year boundary by its offset
+        raise ValueError(f"{text!r} is outside the timestamps that can be stored") from None
+
+
+def parse_values(values: pl.Series, column_type: str, timezone: str = "UTC") -> tuple[pl.Series, dict[str, str]]:
+    """Text (null markers already made nulls) typed as `column_type`: (the typed values with null where
+    a value did not parse, {unparsable text: why} where a reason better than "not a valid <type>" is known)."""
+    if column_type == "string":
+        return values, {}
+    if column_type in ("int", "float"):
+        return values.cast(POLARS_TYPES[column_type], strict=False), {}
+    parse, zone = {"date": _parse_date, "timestamp": _parse_timestamp}[column_type], ZoneInfo(timezone)
+    # Parsed once per distinct text: a day's file repeats each hour's timestamp hundreds of times.
+    parsed, errors = {}, {}
+    for text in values.drop_nulls().unique().to_list():
+        try:
+            parsed[text] = parse(text, zone)
+        except ValueError as error:
+            errors[text] = str(error)
+    return values.replace_strict(parsed, default=None, return_dtype=POLARS_TYPES[column_type]), errors
+
+
+def _typed(path: Path, frame: pl.DataFrame, table: Table, timezone: str) -> pl.DataFrame:
+    typed = {}
     for name, column in table.columns.items():
-        text = pl.col(name).str.strip_chars()
-        if column.type == "timestamp":
-            casts.append(text.str.to_datetime(TIMESTAMP_FORMAT, strict=False, time_unit="us").alias(name))
-        elif column.type == "string":
-            casts.append(pl.col(name))
-        else:
-            casts.append(text.cast(POLARS_TYPES[column.type], strict=False).alias(name))
-    typed = frame.select(casts)
-    for name, column in table.columns.items():
-        unparsed = frame[name].is_not_null() & (frame[name].str.strip_chars() != "") & typed[name].is_null()
+        text = frame[name].str.strip_chars()
+        is_null = text.is_in(pl.Series(table.null_markers_of(name), dtype=pl.String).implode())
+        if not column.nullable and is_null.any():
+            row = int(is_null.arg_max())
+            raise ContractViolation(path, f"null ({frame[name][row]!r}) in a non-nullable column",
+                                    line=row + 2, column=name)
+        values = frame[name] if column.type == "string" else text
+        values, errors = parse_values(pl.select(pl.when(is_null).then(None).otherwise(values)).to_series(),
+                                      column.type, timezone)
+        unparsed = ~is_null & values.is_null()
+        if column.type == "float":
+            # "nan" or "inf" that is not a declared null marker is not a measurement
+            unparsed = unparsed | (values.is_nan() | values.is_infinite()).fill_null(False)
         if unparsed.any():
             row = int(unparsed.arg_max())
             raise ContractViolation(
-                path, f"{frame[name][row]!r} is not a valid {column.type}", line=row + 2, column=name
+                path, errors.get(text[row], f"{frame[name][row]!r} is not a valid {column.type}"),
+                line=row + 2, column=name,
             )
-        if not column.nullable and typed[name].null_count():
-            row = int(typed[name].is_null().arg_max())
-            raise ContractViolation(path, "empty value in a non-nullable column", line=row + 2, column=name)
-    return typed
+        typed[name] = values.alias(name)
+    return pl.DataFrame(typed)
 
 
-def read_landing_file(path: Path, table: Table, partition: date | None) -> pl.DataFrame:
-    """Parse and type a landing file, or raise ContractViolation naming file, line and field."""
+def _outside(values: pl.Series, column: Column) -> tuple[pl.Series, pl.Series]:
+    """(outside min/max, not an accepted value) masks of one column; nulls are neither."""
+    outside = pl.Series([False] * len(values))
+    if column.min is not None:
+        outside = outside | (values < column.min).fill_null(False)
+    if column.max is not None:
+        outside = outside | (values > column.max).fill_null(False)
+    unaccepted = pl.Series([False] * len(values))
+    if column.accepted_values is not None:
+        unaccepted = (~values.is_in(column.accepted_values)).fill_null(False)
+    return outside, unaccepted
+
+
+def _within_contract(path: Path, typed: pl.DataFrame, table: Table) -> None:
+    """Range and accepted-value rules hold row by row, before anything is stored: a value outside
+    them is a broken promise of the upstream system, like a wrong type, not a statistical doubt."""
+    for name, column in table.columns.items():
+        outside, unaccepted = _outside(typed[name], column)
+        bad = outside | unaccepted
+        if bad.any():
+            row = int(bad.arg_max())
+            value = typed[name][row]
+            reason = (f"{value!r} is outside the contract's range {column.min}..{column.max}" if outside[row]
+                      else f"{value!r} is not one of the accepted values {column.accepted_values}")
+            raise ContractViolation(path, reason, line=row + 2, column=name)
+
+
+def partition_dates(frame: pl.DataFrame, table: Table, timezone: str = "UTC") -> pl.Series:
+    """Each row's day, from [year, month, day], a date column, or a (naive UTC) timestamp's day in `timezone`."""
+    if len(table.date_columns) == 3:
+        return frame.select(pl.date(*table.date_columns)).to_series()
+    name = table.date_columns[0]
+    if table.columns[name].type == "date":
+        return frame[name]
+    return frame[name].dt.replace_time_zone("UTC").dt.convert_time_zone(timezone).dt.date()
+
+
+def read_landing_file(path: Path, table: Table, partition: date | None, timezone: str = "UTC") -> pl.DataFrame:
+    """Parse and type a landing file, or raise ContractViolation naming file, line and field.
+    `timezone` is the use case's: the zone of timestamps without an offset, and of a timestamp's day."""
     expected = list(table.columns)
     rows = _split_rows(path, path.read_bytes(), expected)
     header, body = rows[0], rows[1:]
     frame = pl.DataFrame(body, schema=header, orient="row").select(expected)
-    frame = frame.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c) for c in expected)
-    typed = _typed(path, frame, table)
+    typed = _typed(path, frame, table, timezone)
+    _within_contract(path, typed, table)
 
-    duplicated = typed.select(pl.struct(table.key).is_duplicated()).to_series()
-    if duplicated.any():
-        row = int(duplicated.arg_max())
+    rows_of_key = typed.select(table.key).with_row_index("_row").with_columns(
+        pl.col("_row").min().over(table.key).alias("_first"))
+    repeats = rows_of_key.filter(pl.col("_row") != pl.col("_first"))
+    if repeats.height:
+        row, first = int(repeats["_row"][0]), int(repeats["_first"][0])
         key = {k: typed[k][row] for k in table.key}
-        raise ContractViolation(path, f"duplicate key {key}", line=row + 2, column=",".join(table.key))
+        raise ContractViolation(path, f"duplicate key {key}, first at line {first + 2}",
+                                line=row + 2, column=",".join(table.key))
 
     if partition is not None and table.date_columns:
-        year, month, day = table.date_columns
-        row_dates = typed.select(pl.date(year, month, day).alias("d"))["d"]
+        row_dates = partition_dates(typed, table, timezone)
         wrong = row_dates != partition
         if wrong.any():
             row = int(wrong.arg_max())
             raise ContractViolation(
                 path, f"row dated {row_dates[row]} in the file for partition {partition}",
-                line=row + 2, column=year,
+                line=row + 2, column=table.date_columns[0],
             )
     return typed
 
@@ -197,18 +320,12 @@ def null_rate_gate(frame: pl.DataFrame, table: Table) -> GateResult:
 def value_range_gate(frame: pl.DataFrame, table: Table) -> GateResult:
     problems: dict[str, str] = {}
     for name, column in table.columns.items():
-        values = frame[name]
-        outside = pl.Series([False] * frame.height)
-        if column.min is not None:
-            outside = outside | (values < column.min).fill_null(False)
-        if column.max is not None:
-            outside = outside | (values > column.max).fill_null(False)
-        if column.accepted_values is not None:
-            outside = outside | (~values.is_in(column.accepted_values)).fill_null(False)
-        if outside.any():
-            row = int(outside.arg_max())
+        outside, unaccepted = _outside(frame[name], column)
+        bad = outside | unaccepted
+        if bad.any():
+            row = int(bad.arg_max())
             problems[name] = (
-                f"{int(outside.sum())} value(s) outside the contract, first {values[row]!r} at line {row + 2}"
+                f"{int(bad.sum())} value(s) outside the contract, first {frame[name][row]!r} at line {row + 2}"
             )
     return GateResult(
         "value_ranges", not problems,

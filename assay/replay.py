@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from assay.contract import parse_values, partition_dates
 from assay.settings import state
 from assay.spec import UseCase
 from resources.landing_zone import LandingZone
@@ -49,6 +50,17 @@ def source_table(source: str, table: str) -> pl.DataFrame:
     return frame
 
 
+def _days(frame: pl.DataFrame, spec: UseCase, name: str) -> pl.Series:
+    """Each source row's partition day, by the contract's rule; a source's date column read as text
+    (a CSV source) is typed the way a landing file's would be."""
+    table = spec.tables[name]
+    typed = frame.with_columns(
+        parse_values(frame[c], table.columns[c].type, spec.timezone)[0].alias(c)
+        for c in table.date_columns if frame[c].dtype == pl.String
+    )
+    return partition_dates(typed, table, spec.timezone)
+
+
 @dataclass
 class Landed:
     table: str
@@ -71,9 +83,8 @@ def replay(spec: UseCase, landing: LandingZone, start: date, days: int) -> list[
             if not landing.path_for(spec.name, name, None).exists():
                 landed.append(Landed(name, None, landing.land(spec.name, name, None, frame), frame.height))
             continue
-        year, month, day = table.date_columns
         end = start + timedelta(days=days)
-        window = frame.with_columns(pl.date(year, month, day).alias("_day")).filter(
+        window = frame.with_columns(_days(frame, spec, name).alias("_day")).filter(
             pl.col("_day").is_between(start, end, closed="left")
         )
         for (day_value,), part in window.partition_by("_day", as_dict=True, maintain_order=True).items():

@@ -11,12 +11,16 @@ import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-ColumnType = Literal["int", "float", "string", "timestamp"]
+ColumnType = Literal["int", "float", "string", "timestamp", "date"]
+# Text that a landing file may write for a missing value. "NaN" matters for floats above all: read
+# as a number it would be stored as a NaN that null counts and range rules do not see.
+DEFAULT_NULL_MARKERS = ["", "NA", "NULL", "NaN"]
 
 
 class SpecError(ValueError):
@@ -35,6 +39,8 @@ class Column(_Strict):
     min: float | None = None
     max: float | None = None
     accepted_values: list[str] | None = None
+    # Overrides the table's null_markers for this column (a country code column where "NA" is Namibia).
+    null_markers: list[str] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Column:
@@ -56,12 +62,22 @@ class Volume(_Strict):
 
 
 class Table(_Strict):
+    """A source table's contract. A partitioned table says which day a row belongs to by
+    `date_columns`: either [year, month, day] (int columns) or one `date` or `timestamp` column (a
+    timestamp's day is taken in the use case's `timezone`)."""
+
     description: str = ""
     partitioned: bool = False
     date_columns: list[str] | None = None
     key: list[str]
     columns: dict[str, Column]
     volume: Volume | None = None
+    # Values read as null (after trimming spaces), in every column type; a column may override them.
+    null_markers: list[str] = DEFAULT_NULL_MARKERS
+
+    def null_markers_of(self, column: str) -> list[str]:
+        markers = self.columns[column].null_markers
+        return self.null_markers if markers is None else markers
 
     @model_validator(mode="after")
     def _consistent(self) -> Table:
@@ -70,9 +86,16 @@ class Table(_Strict):
             if missing:
                 raise ValueError(f"{field} names columns not in the contract: {missing}")
         if self.partitioned and not self.date_columns:
-            raise ValueError("a partitioned table needs date_columns (year, month, day)")
-        if self.date_columns and len(self.date_columns) != 3:
-            raise ValueError("date_columns must be [year, month, day]")
+            raise ValueError("a partitioned table needs date_columns ([year, month, day] or one date or timestamp column)")
+        dating = [self.columns[n] for n in self.date_columns or []]
+        if len(dating) == 3 and any(c.type != "int" for c in dating):
+            raise ValueError("date_columns [year, month, day] must be int columns")
+        if len(dating) == 1 and dating[0].type not in ("date", "timestamp"):
+            raise ValueError(f"a single date column must be of type date or timestamp, not {dating[0].type}")
+        if len(dating) not in (0, 1, 3):
+            raise ValueError("date_columns must be [year, month, day] or one date or timestamp column")
+        if any(c.nullable for c in dating):
+            raise ValueError("date_columns cannot be nullable: every row needs its day")
         return self
 
 
@@ -254,6 +277,8 @@ class UseCase(_Strict):
     owner: str
     source: str
     partitions: Partitions
+    # IANA zone of timestamps written without an offset, and of the days of a table dated by a timestamp.
+    timezone: str = "UTC"
     tables: dict[str, Table]
     features: Features
     training: Training
@@ -275,6 +300,15 @@ class UseCase(_Strict):
     def _owner(cls, value: str) -> str:
         if not (value.startswith("team:") or "@" in value):
             raise ValueError("must be 'team:<name>' or an email address (Dagster's owner format)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone name (like UTC or America/New_York)") from None
         return value
 
     @model_validator(mode="after")

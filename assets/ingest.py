@@ -30,14 +30,16 @@ from resources.landing_zone import LandingZone
 from resources.warehouse import Warehouse
 
 GATES = {
-    "contract": "The landing file has the contract's columns and types, parses completely, has no "
-    "duplicate keys and only rows of its own day. A failing file is quarantined and nothing stored changes.",
+    "contract": "The landing file has the contract's columns and types, parses completely, has nulls only "
+    "where allowed, every value within its range and accepted values, no duplicate keys and only rows of "
+    "its own day. A failing file is quarantined and nothing stored changes.",
     "volume": "The partition's row count is within the contract's ratio of the trailing median: "
     "protects against a partial or doubled delivery.",
     "null_rates": "No column has more nulls than the contract allows: protects features from a "
     "silently broken upstream field.",
-    "value_ranges": "Every value lies within the contract's range or accepted values: protects "
-    "against unit changes and sentinel values.",
+    "value_ranges": "Every stored value lies within the contract's range or accepted values: protects "
+    "against unit changes and sentinel values. The contract refuses such a file before it is stored; "
+    "this check records that the stored rows hold the rule.",
 }
 LINEAGE_COLUMNS = {"_landing_file": "VARCHAR", "_landing_sha256": "VARCHAR", "_loaded_at": "TIMESTAMP"}
 
@@ -172,7 +174,7 @@ def build_raw_asset(
             raise dg.Failure(f"{spec.name}/{name}: no landing file at {path}{note}")
         landing_sha256 = sha256_file(path)
         try:
-            frame = read_landing_file(path, table, partition)
+            frame = read_landing_file(path, table, partition, spec.timezone)
         except ContractViolation as violation:
             moved_to = landing.quarantine(spec.name, name, path, violation)
             yield _check(key, GateResult(

@@ -1,8 +1,9 @@
 """The landing zone: where upstream systems drop files, and where bad files are set aside.
 
 Layout: `<root>/<use case>/<table>/<YYYY-MM-DD>.csv` for daily tables and `<table>.csv` for
-dimensions delivered once; rejected files move to `<quarantine>/<use case>/<table>/` beside a
-`.reason.json` that says why, so nothing a supplier sent is ever lost.
+dimensions delivered once; rejected files (refused by their contract when loaded, or by the landing
+sensor when their name is no day of the partitions) move to `<quarantine>/<use case>/<table>/` beside
+a `.reason.json` that says why, so nothing a supplier sent is ever lost.
 """
 
 from __future__ import annotations

@@ -104,6 +104,11 @@ BAD_FILES = {
     "duplicate rows": (_lines(lambda ls: ls.append(ls[5])), "duplicate key"),
     "date outside the partition": (_lines(lambda ls: ls.__setitem__(3, _set_field(ls[3], 2, "9"))), "for partition 2013-01-02"),
     "truncated file": (lambda t: t[: len(t) // 2], "truncated"),
+    # a value beyond the contract's max must never replace the good stored day (it used to, then fail a gate)
+    "value outside its range": (_lines(lambda ls: ls.__setitem__(3, _set_field(ls[3], 5, "9999"))),
+                                "outside the contract's range"),
+    "null in a non-nullable column": (_lines(lambda ls: ls.__setitem__(3, _set_field(ls[3], 9, "NA"))),
+                                      "in a non-nullable column"),
 }
 
 
