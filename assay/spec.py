@@ -269,7 +269,9 @@ class Serving(_Strict):
 
     @field_validator("max_event_time_ahead", mode="before")
     @classmethod
-    def _parse(cls, value: object) -> timedelta:
+    def _parse(cls, value: object) -> object:
+        if isinstance(value, str) and value.startswith("P"):
+            return value  # ISO 8601, as the model settings carry it (model_dump(mode="json")): pydantic's own
         return _duration(value)
 
 

@@ -38,8 +38,10 @@ INTEGER_RANGES = {
 }
 FLOATS = {"FP64", "FP32", "FP16"}
 NONE = type(None)
-# Entity and request ids: printable ASCII without spaces, quotes, slashes' cousins or control characters.
-SAFE_ID = re.compile(r"[A-Za-z0-9_.:@+=/-]+")
+NUMBERS, NUMBERS_OR_MISSING = frozenset({int, float}), frozenset({int, float, NONE})
+TEXT, TEXT_OR_MISSING = frozenset({str, bytes}), frozenset({str, bytes, NONE})
+# Entity and request ids: letters, digits and a few separators; no spaces, quotes, slashes or control characters.
+SAFE_ID = re.compile(r"[A-Za-z0-9_.:@+=-]+")
 # ISO 8601 as Assay's client writes it, nothing looser: a date, optionally a time, optionally an offset.
 EVENT_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?")
 EVENT_TIME_PARAMETER, ENTITY_IDS_PARAMETER = "assay_event_time", "assay_entity_ids"
@@ -64,16 +66,18 @@ def type_name(spec) -> str:
 
 
 def datatype(request_input) -> str:
-    return str(getattr(request_input.datatype, "value", request_input.datatype))
+    given = request_input.datatype  # a str once pydantic has validated a request; an enum if built by hand
+    return given if type(given) is str else str(given.value)
 
 
 def flat(data) -> list:
-    """A V2 input's data as a flat list (data may be nested row by row)."""
+    """A V2 input's data as a flat list (data may be nested row by row: every row a list, else the
+    data is returned as it is, lists among its values, for the checks to refuse)."""
     values = data.root if hasattr(data, "root") else data
-    if values and type(values[0]) is list:
+    if values and type(values[0]) is list and all(type(value) is list for value in values):
         out: list = []
         for value in values:
-            out.extend(flat(value) if type(value) is list else [value])
+            out.extend(flat(value))
         return out
     return values
 
@@ -89,6 +93,7 @@ class RequestRules:
     def __init__(self, schema, limits, partitions: tuple[date, date] | None = None,
                  outputs: set[str] | frozenset[str] = frozenset()):
         self.expected = {spec.name: type_name(spec) for spec in schema.inputs} if schema is not None else None
+        self.allowed = {name: ACCEPTED.get(kind, set()) for name, kind in (self.expected or {}).items()}
         self.limits = limits
         self.partitions = partitions
         self.outputs = set(outputs)
@@ -128,9 +133,8 @@ class RequestRules:
 
     def _input(self, request_input, problems: list[str]) -> int | None:
         """Appends this input's problems; returns its row count when its shape and data agree."""
-        name, kind = request_input.name, (self.expected or {}).get(request_input.name)
-        given = datatype(request_input)
-        allowed = ACCEPTED.get(kind, set()) if kind else set()
+        name, given = request_input.name, datatype(request_input)
+        allowed = self.allowed.get(name)
         if allowed and given not in allowed:
             problems.append(f"feature {name!r} has datatype {given}, expected one of {sorted(allowed)}")
             return None
@@ -138,65 +142,62 @@ class RequestRules:
         if type(raw) is not list:
             problems.append(f"feature {name!r}: data must be a list of values, one per row, not {_shown(raw)}")
             return None
-        shape = list(request_input.shape)
+        shape = request_input.shape
         values = flat(raw)
-        if not shape or len(shape) > 2 or (len(shape) == 2 and shape[1] != 1) or shape[0] < 1:
+        if not 0 < len(shape) <= 2 or (len(shape) == 2 and shape[1] != 1) or shape[0] < 1:
             problems.append(f"feature {name!r} has shape {shape}: expected [rows] or [rows, 1], at least one row")
             return None
         if len(values) != shape[0]:
             problems.append(f"feature {name!r} has {len(values)} values for shape {shape}: "
                             "expected one value per row, shape [rows] or [rows, 1]")
             return None
-        problem = self._values(name, given, values)
+        problem = self._values(given, values)
         if problem:
             problems.append(f"feature {name!r} {problem}")
         elif values is not raw:  # nested row by row: the flat list, where a "NaN" may have become null
             request_input.data.root = values
         return shape[0]
 
-    def _values(self, name: str, given: str, values: list) -> str | None:
+    def _values(self, given: str, values: list) -> str | None:
         kinds = set(map(type, values))
-        missing = self.limits.allow_missing_values
         if given in FLOATS or given in INTEGER_RANGES:
-            numbers = kinds - {NONE} if missing else kinds
-            if str in numbers and missing:
-                if any(type(v) is str and v != "NaN" for v in values):
-                    return "has values that are not numbers: strings other than \"NaN\" (a missing value)"
-                values[:] = [None if type(v) is str else v for v in values]  # one spelling of missing: null
-                numbers = numbers - {str}
-            if NONE in numbers:
-                return "has missing values (null), which this use case does not allow (serving.allow_missing_values)"
-            wrong = numbers - {int, float}
-            if wrong:
-                found = sorted(t.__name__.replace("NoneType", "null").replace("str", "string") for t in wrong)
-                return f"has values that are not numbers: {', '.join(found)}"
-            present = [v for v in values if v is not None] if NONE in kinds else values
-            if float in numbers:
-                nan = [v for v in present if v != v]
-                if nan and not missing:
-                    return "has NaN values, which this use case does not allow (serving.allow_missing_values)"
-                if any(map(math.isinf, present)):
-                    return "has infinite values"
-            if given in INTEGER_RANGES:
-                if float in numbers and not all(v.is_integer() for v in present if type(v) is float):
-                    return f"has fractions, not whole numbers as {given} requires"
-                low, high = INTEGER_RANGES[given]
-                if present and (min(present) < low or max(present) > high):
-                    return f"has values outside {given}'s range [{low}, {high}]"
-            return None
+            return self._numbers(given, values, kinds)
         if given == "BYTES":
-            wrong = kinds - ({str, bytes, NONE} if missing else {str, bytes})
+            wrong = kinds - (TEXT_OR_MISSING if self.limits.allow_missing_values else TEXT)
             if wrong:
-                found = sorted(t.__name__.replace("NoneType", "null") for t in wrong)
-                return f"has values that are not strings: {', '.join(found)}"
-            present = [v for v in values if v is not None] if NONE in kinds else values
-            longest = max(map(len, present), default=0)
+                return f"has values that are not strings: {_kinds(wrong)}"
+            longest = max(map(len, [v for v in values if v is not None] if NONE in kinds else values), default=0)
             if longest > self.limits.max_string_length:
                 return (f"has a value of {longest} characters, over the limit of {self.limits.max_string_length} "
                         "(serving.max_string_length)")
             return None
         if given == "BOOL" and kinds - {bool}:
-            return "has values that are not booleans"
+            return f"has values that are not booleans: {_kinds(kinds - {bool})}"
+        return None
+
+    def _numbers(self, given: str, values: list, kinds: set) -> str | None:
+        missing = self.limits.allow_missing_values
+        if not kinds <= NUMBERS:  # the common case, numbers only, skips all of this
+            if str in kinds and missing and all(v == "NaN" for v in values if type(v) is str):
+                values[:] = [None if type(v) is str else v for v in values]  # one spelling of missing: null
+                kinds = (kinds - {str}) | {NONE}
+            wrong = kinds - (NUMBERS_OR_MISSING if missing else NUMBERS)
+            if wrong == {NONE}:
+                return "has missing values (null), which this use case does not allow (serving.allow_missing_values)"
+            if wrong:
+                return f"has values that are not numbers: {_kinds(wrong)}"
+            values = [v for v in values if v is not None]
+        if float in kinds:
+            if not missing and any(v != v for v in values):
+                return "has NaN values, which this use case does not allow (serving.allow_missing_values)"
+            if any(map(math.isinf, values)):
+                return "has infinite values"
+        if given in INTEGER_RANGES:
+            if float in kinds and not all(v.is_integer() for v in values if type(v) is float):
+                return f"has fractions, not whole numbers as {given} requires"
+            low, high = INTEGER_RANGES[given]
+            if values and (min(values) < low or max(values) > high):
+                return f"has values outside {given}'s range [{low}, {high}]"
         return None
 
     # --- parameters ------------------------------------------------------------------------------
@@ -206,7 +207,7 @@ class RequestRules:
         if request_id is not None and (len(request_id) > self.limits.max_request_id_length
                                        or not SAFE_ID.fullmatch(request_id)):
             problems.append(f"id: at most {self.limits.max_request_id_length} characters (serving.max_request_id_length) "
-                            "of letters, digits and _.:@+=/-")
+                            "of letters, digits and _.:@+=-")
         extra = payload.parameters.model_extra if payload.parameters is not None else None
         if not extra:
             return None, None
@@ -258,8 +259,13 @@ class RequestRules:
         limit = self.limits.max_entity_id_length
         if max(map(len, ids), default=0) > limit or not SAFE_ID.fullmatch("".join(ids)) or not all(ids):
             raise ValueError(f"each id must be 1 to {limit} characters (serving.max_entity_id_length) "
-                             "of letters, digits and _.:@+=/-")
+                             "of letters, digits and _.:@+=-")
         return ids
+
+
+def _kinds(types: set) -> str:
+    names = {NONE: "null", str: "string"}
+    return ", ".join(sorted(names.get(t, t.__name__) for t in types))
 
 
 def _ahead(delta: timedelta) -> str:
