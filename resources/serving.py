@@ -137,12 +137,17 @@ class LocalModelServer(dg.ConfigurableResource):
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(artifact_dir, target / "artifact")
+        self.write_model_settings(name, version)
+        return target
+
+    def write_model_settings(self, name: str, version: str) -> None:
+        """A staged version's MLServer settings, with its use case's limits as the spec says now."""
+        target = Path(self.root) / "models" / f"{name}-v{version}"
         (target / "model-settings.json").write_text(json.dumps({
             "name": name,
             "implementation": RUNTIME,
             "parameters": {"uri": str(target / "artifact"), "version": str(version), **serving_parameters(name)},
         }, indent=2))
-        return target
 
     def staged(self) -> list[tuple[str, str]]:
         return sorted(tuple(folder.name.rsplit("-v", 1)) for folder in (Path(self.root) / "models").glob("*-v*"))
@@ -162,6 +167,7 @@ class LocalModelServer(dg.ConfigurableResource):
             staged = Path(self.root) / "models" / f"{name}-v{version}"
             if staged.exists():  # staged before: its copy is checked again, not trusted
                 self.verify(name, version, staged, recorded)
+                self.write_model_settings(name, version)  # the spec's limits may have changed since
                 continue
             with tempfile.TemporaryDirectory() as scratch:
                 self.stage(name, version, registry.download(name, version, Path(scratch)), recorded)

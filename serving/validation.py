@@ -109,11 +109,7 @@ class RequestRules:
         if self.expected is not None:
             problems += [f"missing feature {name!r}" for name in self.expected if name not in names]
             problems += [f"unknown feature {name!r}" for name in dict.fromkeys(names) if name not in self.expected]
-        rows: dict[int, list[str]] = {}
-        for request_input in payload.inputs:
-            count = self._input(request_input, problems)
-            if count is not None:
-                rows.setdefault(count, []).append(request_input.name)
+        rows = {count for count in (self._input(i, problems) for i in payload.inputs) if count is not None}
         if len(rows) > 1:
             problems.append(f"inputs disagree on the number of rows: {sorted(rows)}")
         for index, output in enumerate(payload.outputs or []):
@@ -121,9 +117,6 @@ class RequestRules:
                 problems.append(f"outputs[{index}].name: unknown output {output.name!r}; "
                                 f"this model answers {sorted(self.outputs)}")
         count = next(iter(rows)) if len(rows) == 1 else None
-        if count is not None and count > self.limits.max_rows:
-            raise RequestRejected(f"inputs: {count} rows, over the limit of {self.limits.max_rows} rows per request "
-                                  "(serving.max_rows)", status_code=413)
         event_time, entity_ids = self._parameters(payload, count, problems)
         if problems:
             raise RequestRejected("; ".join(problems))
@@ -147,6 +140,9 @@ class RequestRules:
         if not 0 < len(shape) <= 2 or (len(shape) == 2 and shape[1] != 1) or shape[0] < 1:
             problems.append(f"feature {name!r} has shape {shape}: expected [rows] or [rows, 1], at least one row")
             return None
+        if shape[0] > self.limits.max_rows:  # before any value is looked at
+            raise RequestRejected(f"feature {name!r}: {shape[0]} rows, over the limit of {self.limits.max_rows} rows "
+                                  "per request (serving.max_rows)", status_code=413)
         if len(values) != shape[0]:
             problems.append(f"feature {name!r} has {len(values)} values for shape {shape}: "
                             "expected one value per row, shape [rows] or [rows, 1]")
@@ -206,8 +202,8 @@ class RequestRules:
         request_id = payload.id
         if request_id is not None and (len(request_id) > self.limits.max_request_id_length
                                        or not SAFE_ID.fullmatch(request_id)):
-            problems.append(f"id: at most {self.limits.max_request_id_length} characters (serving.max_request_id_length) "
-                            "of letters, digits and _.:@+=-")
+            problems.append(f"id: at most {self.limits.max_request_id_length} characters "
+                            "(serving.max_request_id_length) of letters, digits and _.:@+=-")
         extra = payload.parameters.model_extra if payload.parameters is not None else None
         if not extra:
             return None, None
@@ -232,7 +228,8 @@ class RequestRules:
         """A caller's event time, parsed strictly and bounded: within the use case's partitions and
         at most `max_event_time_ahead` past the server's clock (a naive time is read as UTC here)."""
         if type(value) is not str or not EVENT_TIME.fullmatch(value):
-            raise ValueError(f"{_shown(value)} is not an ISO 8601 time like 2013-01-01T05:00:00 or 2013-01-01T05:00:00Z")
+            raise ValueError(f"{_shown(value)} is not an ISO 8601 time like 2013-01-01T05:00:00 "
+                             "or 2013-01-01T05:00:00Z")
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError as error:

@@ -199,6 +199,24 @@ def test_a_body_over_the_limit_is_refused_before_it_is_parsed(server):
     assert post(server, "weather", b"{" * 100)[0] == 422  # under the limit, it is parsed and refused as JSON
 
 
+def test_a_chunked_body_without_a_length_is_counted_as_it_arrives(server):
+    import http.client
+
+    def chunks(count: int):
+        yield b'{"inputs": [], "parameters": {"padding": "'
+        for _ in range(count):
+            yield b"x" * 8192
+        yield b'"}}'
+
+    for count, expected in [(10, 413), (1, 422)]:  # 80 kB: over the limit; 8 kB: parsed, and refused as empty
+        connection = http.client.HTTPConnection(server.host, server.http_port, timeout=30)
+        connection.request("POST", "/v2/models/weather/infer", body=chunks(count),
+                           headers={"content-type": "application/json"}, encode_chunked=True)
+        response = connection.getresponse()
+        assert response.status == expected, response.read()
+        connection.close()
+
+
 def test_a_gzip_body_is_bounded_by_its_decompressed_size(server):
     body = good()
     padded(body)
