@@ -43,6 +43,13 @@ class BodyLimit:
                                             "accepted; send identity or gzip")
         inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == b"gzip" else None
         over = inflate is None and int(declared) > self.max_bytes
+        if inflate is None and not over:  # the common case: a plain body in one message, passed on as it is
+            first = await receive()
+            if first["type"] == "http.request" and not first.get("more_body", False):
+                if len(first.get("body", b"")) > self.max_bytes:
+                    return await self._too_large(send)
+                return await self.app(scope, _replay(first, receive), send)
+            receive = _replay(first, receive)
         body, received, more = bytearray(), 0, True
         while more:
             message = await receive()
@@ -62,23 +69,31 @@ class BodyLimit:
             body += chunk
             over = len(body) > self.max_bytes
         if over:
-            return await _answer(send, 413, f"request body over the limit of {self.max_bytes} bytes "
-                                            "(serving.max_body_bytes)")
+            return await self._too_large(send)
         if inflate is not None:
             if not inflate.eof:
                 return await _answer(send, 400, "content-encoding: the gzip body is truncated")
             # MLServer must not decompress it again.
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-encoding"]}
-        delivered = False
+        return await self.app(scope, _replay({"type": "http.request", "body": bytes(body), "more_body": False}, receive),
+                              send)
 
-        async def replay():
-            nonlocal delivered
-            if delivered:
-                return await receive()
-            delivered = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
+    async def _too_large(self, send) -> None:
+        await _answer(send, 413, f"request body over the limit of {self.max_bytes} bytes (serving.max_body_bytes)")
 
-        return await self.app(scope, replay, send)
+
+def _replay(message: dict, receive):
+    """An ASGI receive that gives `message` first, then what `receive` gives."""
+    delivered = False
+
+    async def replay():
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return message
+
+    return replay
 
 
 async def _answer(send, status: int, error: str) -> None:
