@@ -271,6 +271,33 @@ class Monitoring(_Strict):
         return parsed
 
 
+class Serving(_Strict):
+    """What the model server accepts from a caller (serving/validation.py); past a limit, or with a
+    value its feature's type refuses, a request is a 4xx naming the field, before the model runs."""
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # 413 before the body is parsed
+    max_rows: int = Field(default=5000, ge=1)
+    max_string_length: int = Field(default=256, ge=1)  # per categorical value
+    max_request_id_length: int = Field(default=128, ge=16)
+    max_entity_id_length: int = Field(default=128, ge=1)
+    # Missing values: null (or the string "NaN") for a number, null for a category; Assay's
+    # client sends null. With false, a request with a missing value is refused.
+    allow_missing_values: bool = True
+    # A caller's event time may run ahead of the server's clock by this much (clock skew), no more;
+    # it must also fall within the use case's partitions.
+    max_event_time_ahead: timedelta = timedelta(days=1)
+    # Inference-log day files older than this many days before the newest one are deleted
+    # (null: kept forever). Counted from the newest day logged, so a replay of history keeps it.
+    log_retention_days: int | None = Field(default=400, ge=1)
+
+    @field_validator("max_event_time_ahead", mode="before")
+    @classmethod
+    def _parse(cls, value: object) -> object:
+        if isinstance(value, str) and value.startswith("P"):
+            return value  # ISO 8601, as the model settings carry it (model_dump(mode="json")): pydantic's own
+        return _duration(value)
+
+
 class UseCase(_Strict):
     name: str
     description: str
@@ -287,6 +314,7 @@ class UseCase(_Strict):
     release: Release = Release()
     freshness: Freshness = Freshness()
     monitoring: Monitoring = Monitoring()
+    serving: Serving = Serving()
 
     @field_validator("name")
     @classmethod
@@ -335,6 +363,10 @@ class UseCase(_Strict):
         misplaced = [f for f in wrong if getattr(self.monitoring.floors, f) is not None]
         if misplaced:
             raise ValueError(f"monitoring.floors: {misplaced} do not apply to a {self.features.task} use case")
+        retention = self.serving.log_retention_days
+        if retention is not None and retention < self.monitoring.drift_window_days:
+            raise ValueError(f"serving.log_retention_days: {retention} days would delete served requests "
+                             f"monitoring still reads (drift_window_days {self.monitoring.drift_window_days})")
         return self
 
     @property

@@ -3,7 +3,9 @@
 The process is managed the way users expect of a server: one per state folder (a pid file), a busy
 port or a stale pid file is a clear error and never a silent second server, and what it serves is
 generated from the registry. Before a version is served its payload is hashed and compared with the
-sha256 recorded at training: a swapped or poisoned artifact is refused.
+sha256 recorded at training: a swapped or poisoned artifact is refused. Each model is served under its
+use case's `serving:` limits and partitions (assay/spec.py), written into its model settings for the
+runtime (serving/validation.py); the body-size limit is the server's, the largest of its models'.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from assay.settings import REPO_ROOT
+from assay.settings import REPO_ROOT, usecases_dir
+from assay.spec import Serving, load_spec
 from serving.inference_log import LOG_DIR_ENV
+from serving.server import MAX_BODY_SETTING
 from training.artifacts import payload_sha256
 
 RUNTIME = "serving.runtime.AssayMLflowRuntime"
@@ -68,6 +72,17 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def serving_parameters(name: str) -> dict:
+    """The model-settings parameters that hold `name`'s requests to its spec: its `serving:` limits
+    and its partitions (the days an event time may name); none for a model with no spec here."""
+    path = usecases_dir() / f"{name}.yaml"
+    if not path.exists():
+        return {}
+    spec = load_spec(path)
+    return {"assay_serving": spec.serving.model_dump(mode="json"),
+            "assay_partitions": [spec.partitions.start.isoformat(), spec.partitions.end.isoformat()]}
 
 
 class LocalModelServer(dg.ConfigurableResource):
@@ -122,12 +137,17 @@ class LocalModelServer(dg.ConfigurableResource):
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(artifact_dir, target / "artifact")
+        self.write_model_settings(name, version)
+        return target
+
+    def write_model_settings(self, name: str, version: str) -> None:
+        """A staged version's MLServer settings, with its use case's limits as the spec says now."""
+        target = Path(self.root) / "models" / f"{name}-v{version}"
         (target / "model-settings.json").write_text(json.dumps({
             "name": name,
             "implementation": RUNTIME,
-            "parameters": {"uri": str(target / "artifact"), "version": str(version)},
+            "parameters": {"uri": str(target / "artifact"), "version": str(version), **serving_parameters(name)},
         }, indent=2))
-        return target
 
     def staged(self) -> list[tuple[str, str]]:
         return sorted(tuple(folder.name.rsplit("-v", 1)) for folder in (Path(self.root) / "models").glob("*-v*"))
@@ -147,6 +167,7 @@ class LocalModelServer(dg.ConfigurableResource):
             staged = Path(self.root) / "models" / f"{name}-v{version}"
             if staged.exists():  # staged before: its copy is checked again, not trusted
                 self.verify(name, version, staged, recorded)
+                self.write_model_settings(name, version)  # the spec's limits may have changed since
                 continue
             with tempfile.TemporaryDirectory() as scratch:
                 self.stage(name, version, registry.download(name, version, Path(scratch)), recorded)
@@ -166,22 +187,31 @@ class LocalModelServer(dg.ConfigurableResource):
                                    "so no model server was started (choose other ports or stop it)")
         root = Path(self.root)
         (root / "models").mkdir(parents=True, exist_ok=True)
+        max_body = self.max_body_bytes()
         (root / "settings.json").write_text(json.dumps({
             "host": self.host, "http_port": self.http_port, "grpc_port": self.grpc_port,
             "metrics_port": self.metrics_port,
             "parallel_workers": 0,  # inference in the server process: 1.6 ms p50 instead of 7 ms here
             "load_models_at_startup": True,
+            "grpc_max_message_length": max_body,
+            MAX_BODY_SETTING: max_body,  # serving/server.py: 413 before a body is parsed
         }, indent=2))
         log = open(root / "mlserver.log", "ab")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
                LOG_DIR_ENV: str(self.inference_log)}
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "mlserver"), "start", str(root)],
+            [sys.executable, "-m", "serving.server", str(root)],
             cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         self._pid_file.write_text(f"{process.pid} {self.url}\n")
         self.wait_ready(process)
         return process.pid
+
+    def max_body_bytes(self) -> int:
+        """The largest `serving.max_body_bytes` of the staged models (the default with none)."""
+        limits = [Serving.model_validate(json.loads(path.read_text())["parameters"].get("assay_serving") or {})
+                  .max_body_bytes for path in (Path(self.root) / "models").glob("*/model-settings.json")]
+        return max(limits, default=Serving().max_body_bytes)
 
     def wait_ready(self, process: subprocess.Popen | None = None) -> None:
         deadline = time.monotonic() + self.ready_timeout_seconds

@@ -4,7 +4,9 @@ plus a direct path that keeps single-row requests in the low milliseconds.
 Stock MLServer answers a request with a missing feature or a wrongly typed one with a 500 from deep
 inside the model. A caller's mistake should be a 4xx that names the field, and must not look like
 a server fault to the latency and error-rate gates; so requests are checked against the model's
-signature before the model sees them.
+signature and the use case's serving limits before the model sees them (serving/validation.py; the
+limits and partitions come in the model settings' `assay_serving` and `assay_partitions` parameters,
+written by resources/serving.py from the spec).
 
 The stock path turns a request into a pandas frame, has MLflow enforce the signature on it, and the
 model turns that into polars: about 15 ms for one row on 2 cores, nearly all of it per-call
@@ -23,78 +25,38 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timezone
 
 import numpy as np
-from mlserver.errors import MLServerError
+from mlserver.codecs.utils import DefaultOutputPrefix
 from mlserver.logging import logger
 from mlserver.types import InferenceRequest, InferenceResponse
 from mlserver_mlflow import MLflowRuntime
 from mlserver_mlflow.codecs import TensorDictCodec
 
+from assay.spec import Serving
 from serving import inference_log
+from serving.validation import RequestRejected, RequestRules
+from serving.validation import datatype as _datatype
+from serving.validation import flat as _flat
+from serving.validation import type_name as _type_name
 
-# V2 datatypes each signature type accepts (integers are valid doubles; strings arrive as BYTES).
-ACCEPTED = {
-    "double": {"FP64", "FP32", "INT64", "INT32", "INT16", "INT8"},
-    "float": {"FP64", "FP32", "INT64", "INT32", "INT16", "INT8"},
-    "long": {"INT64", "INT32", "INT16", "INT8"},
-    "integer": {"INT64", "INT32", "INT16", "INT8"},
-    "string": {"BYTES"},
-    "boolean": {"BOOL"},
-}
+__all__ = ["AssayMLflowRuntime", "RequestRejected", "decode_columns"]
+
 # Per-input content types the direct path decodes exactly as the stock codecs do; any other goes the stock way.
 PLAIN_CONTENT_TYPES = {None, "np", "str"}
 # The direct path must match the stock path this closely at load (the same model, the same rows).
 SELF_CHECK_TOLERANCE = 1e-9
 
 
-class RequestRejected(MLServerError):
-    def __init__(self, message: str):
-        super().__init__(message, status_code=422)
-
-
-def _type_name(spec) -> str:
-    return str(spec.type.name if hasattr(spec.type, "name") else spec.type).lower()
-
-
-def _datatype(request_input) -> str:
-    return str(getattr(request_input.datatype, "value", request_input.datatype))
-
-
-def _flat(data) -> list:
-    """A V2 input's data as a flat list (data may be nested row by row, or a bare scalar)."""
-    values = data.root if hasattr(data, "root") else data
-    if not isinstance(values, list):
-        return [values]
-    if values and isinstance(values[0], list):
-        flat: list = []
-        for value in values:
-            flat.extend(_flat(value))
-        return flat
-    return values
-
-
-def request_problems(payload: InferenceRequest, schema) -> list[str]:
-    """Everything wrong with a request against the model's input schema, by field."""
-    expected = {spec.name: spec for spec in schema.inputs}
-    given = {i.name: i for i in payload.inputs}
-    problems = [f"missing feature {name!r}" for name in expected if name not in given]
-    problems += [f"unknown feature {name!r}" for name in given if name not in expected]
-    rows = {i.shape[0] for i in payload.inputs if i.shape}
-    if len(rows) > 1:
-        problems.append(f"inputs disagree on the number of rows: {sorted(rows)}")
-    for name, spec in expected.items():
-        if name in given:
-            datatype = _datatype(given[name])
-            allowed = ACCEPTED.get(_type_name(spec), set())
-            if allowed and datatype not in allowed:
-                problems.append(f"feature {name!r} has datatype {datatype}, expected one of {sorted(allowed)}")
-    for request_input in payload.inputs:
-        shape, count = list(request_input.shape), len(_flat(request_input.data))
-        if shape and (math.prod(shape) != count or math.prod(shape[1:]) != 1):
-            problems.append(f"feature {request_input.name!r} has {count} values for shape {shape}: "
-                            "expected one value per row, shape [rows] or [rows, 1]")
-    return problems
+def request_rules(runtime: MLflowRuntime) -> RequestRules:
+    """The checks of a loaded model: its signature, and the limits and partitions in its settings."""
+    extra = (runtime.settings.parameters.model_extra if runtime.settings.parameters else None) or {}
+    partitions = extra.get("assay_partitions")
+    outputs = {o.name for o in runtime.outputs or []} | {f"{DefaultOutputPrefix}1"}
+    return RequestRules(runtime._signature.inputs if runtime._signature is not None else None,
+                        Serving.model_validate(extra.get("assay_serving") or {}),
+                        tuple(date.fromisoformat(d) for d in partitions) if partitions else None, outputs)
 
 
 # --- the direct path --------------------------------------------------------------------------------
@@ -185,6 +147,7 @@ def decode_columns(payload: InferenceRequest, types: dict[str, str]) -> dict[str
 class AssayMLflowRuntime(MLflowRuntime):
     async def load(self) -> bool:
         loaded = await super().load()
+        self._rules = request_rules(self)
         self._direct: Predict | None = None
         self._types = {spec.name: _type_name(spec) for spec in self._signature.inputs.inputs} if self._signature else {}
         if "torch" in sys.modules:
@@ -208,28 +171,28 @@ class AssayMLflowRuntime(MLflowRuntime):
         return loaded
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        """Answer, then log what was answered (serving/inference_log.py): monitoring and audits
-        read every served prediction from there."""
+        """Check, answer, then log what was answered (serving/inference_log.py): monitoring and
+        audits read every served prediction from there."""
         began = time.perf_counter()
+        checked = self._rules.check(payload)
         response = await self._answer(payload)
         directory = inference_log.log_directory()
         if directory is not None:
             latency_ms = (time.perf_counter() - began) * 1000
             scores = [float(v) for v in _flat(response.outputs[0].data)]
-            inference_log.append(directory, inference_log.log_lines(
-                payload, scores, self.settings.name, self.settings.parameters.version or "", latency_ms))
+            when = checked.event_time or datetime.now(timezone.utc)
+            lines = inference_log.log_lines(payload, scores, self.settings.name, self.settings.parameters.version or "",
+                                            latency_ms, when, checked.entity_ids)
+            inference_log.append(directory, self.settings.name, when.date(), lines,
+                                 self._rules.limits.log_retention_days)
         return response
 
     async def _answer(self, payload: InferenceRequest) -> InferenceResponse:
-        if self._signature is not None:
-            problems = request_problems(payload, self._signature.inputs)
-            if problems:
-                raise RequestRejected("; ".join(problems))
         try:
             if getattr(self, "_direct", None) is not None:
                 columns = decode_columns(payload, self._types)
                 if columns is not None:
                     return self.encode_response(self._direct(columns), default_codec=TensorDictCodec)
             return await super().predict(payload)
-        except (TypeError, ValueError, KeyError) as error:  # decoding a value the schema let through
+        except (TypeError, ValueError, KeyError) as error:  # decoding a value the checks let through
             raise RequestRejected(f"the request could not be decoded: {error}") from None

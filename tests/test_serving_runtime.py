@@ -203,3 +203,19 @@ def test_integers_for_a_double_feature_are_served_as_the_same_doubles(logged, he
     as_integers = v2_request(rows, NUMERIC, CATEGORICAL)
     as_integers["inputs"][1].update(datatype="INT64", data=[int(v) for v in as_integers["inputs"][1]["data"]])
     np.testing.assert_array_equal(infer(runtime, as_integers), infer(runtime, body))
+
+
+def test_data_null_is_refused_before_the_model_answers_and_nothing_is_logged(
+    logged, held_out, keep_torch_threads, tmp_path, monkeypatch
+):
+    """It used to be answered, and then the inference log raised on it: a 500."""
+    _, path = logged
+    monkeypatch.setenv("ASSAY_INFERENCE_LOG", str(tmp_path))
+    runtime = load(path)
+    body = v2_request(held_out.head(2), NUMERIC, CATEGORICAL)
+    body["inputs"][0]["data"] = None
+    with pytest.raises(RequestRejected, match="feature 'signal': data must be a list") as rejected:
+        asyncio.run(runtime.predict(InferenceRequest.model_validate(body)))
+    assert rejected.value.status_code == 422 and not list(tmp_path.rglob("*.jsonl"))
+    infer(runtime, v2_request(held_out.head(2), NUMERIC, CATEGORICAL))
+    assert len(list(tmp_path.rglob("*.jsonl"))) == 1
