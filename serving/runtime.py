@@ -15,20 +15,28 @@ runtime, the rest of a request being MLServer's own. At load, the direct path mu
 path's predictions on the model's input example and on rows of nulls and unseen categories, or the
 runtime serves through the stock path alone. The registered artifact is unchanged, a normal MLflow
 pyfunc model, and its own code (logged with it) serves it either way.
+
+Before anything is loaded the model folder is hashed and compared with the whole-model sha256 in the
+model's settings (`parameters.extra.assay_model_sha256`, written by resources/serving.py): MLflow's
+load unpickles python_model.pkl and imports code/, so a changed or unrecorded folder is refused
+before either happens, and the model is not served.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 from mlserver.errors import MLServerError
 from mlserver.logging import logger
 from mlserver.types import InferenceRequest, InferenceResponse
 from mlserver_mlflow import MLflowRuntime
+from mlserver.utils import get_model_uri
 from mlserver_mlflow.codecs import TensorDictCodec
 
 from serving import inference_log
@@ -46,6 +54,25 @@ ACCEPTED = {
 PLAIN_CONTENT_TYPES = {None, "np", "str"}
 # The direct path must match the stock path this closely at load (the same model, the same rows).
 SELF_CHECK_TOLERANCE = 1e-9
+
+
+EXPECTED_SHA256_PARAMETER = "assay_model_sha256"  # resources/serving.py writes it; Seldon renders it
+
+
+class ModelRefused(MLServerError):
+    def __init__(self, message: str):
+        super().__init__(message, status_code=500)
+
+
+def _artifacts_module():
+    """training/artifacts.py, loaded by file under a private name. Importing it as `training.artifacts`
+    would import the repository's `training` package into this process, and the model's unpickling
+    would then use that copy instead of the code logged with the model (its code/ folder)."""
+    path = Path(__file__).resolve().parents[1] / "training" / "artifacts.py"
+    spec = importlib.util.spec_from_file_location("_assay_model_artifacts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class RequestRejected(MLServerError):
@@ -183,7 +210,23 @@ def decode_columns(payload: InferenceRequest, types: dict[str, str]) -> dict[str
 
 
 class AssayMLflowRuntime(MLflowRuntime):
+    async def verify(self) -> None:
+        """Refuse a model folder that does not hash to the expected sha256 in its settings."""
+        artifacts = _artifacts_module()
+        extra = self.settings.parameters.extra if self.settings.parameters else None
+        expected = (extra or {}).get(EXPECTED_SHA256_PARAMETER)
+        folder = Path(await get_model_uri(self._settings))
+        try:
+            artifacts.check_model_folder(folder, expected, f"{self.name} v{self.settings.parameters.version or '?'}")
+        except artifacts.ArtifactMismatch as mismatch:
+            logger.error("%s", mismatch)
+            raise ModelRefused(str(mismatch)) from None
+
     async def load(self) -> bool:
+        await self.verify()
+        # Importing the logged code must not write bytecode into the verified folder: a restart
+        # would then find it changed (and refuse it), or run a .pyc no hash covered.
+        sys.dont_write_bytecode = True
         loaded = await super().load()
         self._direct: Predict | None = None
         self._types = {spec.name: _type_name(spec) for spec in self._signature.inputs.inputs} if self._signature else {}
