@@ -814,3 +814,19 @@ def test_every_call_the_deployer_makes_is_granted_to_assay_deployer(api_client, 
     assert {("models", "delete"), ("experiments", "delete"), ("models", "list"), ("models", "get"),
             ("seldondeployments", "get"), ("seldondeployments", "patch")} <= verbs  # fmt: skip
     assert ("seldondeployments", "delete") not in verbs
+
+
+def test_withdrawing_a_core2_release_deletes_its_models_and_leaves_the_other_environment(core2, cluster, registry):
+    core2.deploy(registry, "flights", "staging", "3")
+    core2.deploy(registry, "flights", "production", "3")
+    start = len(cluster.requests)
+    core2.withdraw(registry, "flights", "staging")
+    assert [c for c in cluster.calls(start) if c[0] == "DELETE"] == [("DELETE", model_path("flights-staging-v3"))]
+    assert core2.incumbent("flights", "staging") is None
+    assert core2.incumbent("flights", "production") == "3"
+
+
+def test_withdrawing_a_core_v1_release_is_refused_before_any_call(v1, cluster, registry):
+    with pytest.raises(SeldonDeployError, match="SeldonDeployment flights-staging .*needs a person"):
+        v1.withdraw(registry, "flights", "staging")
+    assert cluster.requests == []
