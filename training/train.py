@@ -4,8 +4,10 @@
 
 It imports `dagster_pipes`, never Dagster: the same code runs in a pod built from any image that has
 the training stack. It reads the frozen training-set snapshot, splits it by time, trains one model
-family, scores it (and the current champion) on the same holdout, logs everything to MLflow,
-registers a model version with its provenance, and reports the metadata and the gates back.
+family, scores it (and the current champion, loaded only once its files hash to its recorded
+`assay.model_sha256`) on the same holdout, logs everything to MLflow, registers a model version
+with its provenance and two hashes (the payload's, taken before logging, and the whole logged
+model's, taken after), and reports the metadata and the gates back.
 """
 
 from __future__ import annotations
