@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from assay.replay import replay
+from assets.monitoring import reference_frame
 from assay.runs import load_definitions, materialize_window
 from resources.registry import PromotionRefused
 from training.artifacts import ArtifactMismatch
@@ -201,7 +202,7 @@ def _stored_model(registry, name: str, version: str) -> Path:
 
 
 def test_a_one_byte_change_to_the_logged_code_fails_integrity_and_the_champion_comparison_refuses_it(
-    demo, defs, instance, registry
+    demo, defs, instance, registry, flights_spec
 ):
     """The payload is untouched, so only the whole-model hash can see this: the registry's integrity
     check fails the version, and training refuses to load the changed champion to compare with it."""
@@ -216,6 +217,8 @@ def test_a_one_byte_change_to_the_logged_code_fails_integrity_and_the_champion_c
         assert whole != champion.tags["assay.model_sha256"]
         with pytest.raises(ArtifactMismatch, match="refusing to load"):
             registry.load_model("flights", champion.version)
+        with pytest.raises(ArtifactMismatch, match="refusing to load"):  # monitoring scores it the same way
+            reference_frame(flights_spec, registry, champion.version)
         result = _materialize(defs, instance, [LIGHTGBM])
         assert not result.success
         closed = next(e for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
