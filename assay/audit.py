@@ -10,7 +10,10 @@ recorded, quarantine history).
 
 Each verified link says `verified`, `changed` or `missing`. A `changed` link fails the audit (exit
 code 1); a landing file legitimately moved away (quarantined, cleaned up) is `missing`, not changed.
-The release log and the approvals are hash-chained (assay/releases.py); `verify-log` recomputes them.
+The model artifact link compares both the payload and the whole logged model (code/, python_model.pkl,
+MLmodel) with their recorded hashes. The release log and the approvals are hash-chained
+(assay/releases.py) and witnessed by the registry; `verify-log` recomputes the chains and compares them
+with the witness.
 
 Reads only: the Dagster instance, MLflow, the warehouse (shared lock), the state folder.
 """
@@ -29,7 +32,7 @@ import dagster as dg
 
 from assay.approvals import approvals
 from assay.contract import content_hash, sha256_file
-from assay.releases import history, log_path, verify_chain
+from assay.releases import history, log_path, verify_chain, verify_witness
 from assay.settings import prepare_environment, usecases_dir
 from assay.spec import UseCase, load_specs
 
@@ -223,29 +226,37 @@ def _training_set(instance, spec: UseCase, layout, tags: dict) -> tuple[dict, li
 
 
 def _model_artifact(registry, spec: UseCase, version: str, tags: dict) -> list[dict]:
+    """The stored model against both recorded hashes: its payload (`assay.artifact_sha256`, what was
+    trained) and every file of it (`assay.model_sha256`, what was logged: code/, python_model.pkl,
+    MLmodel). Only hashed here, never loaded."""
     import mlflow
 
-    from training.artifacts import payload_sha256
+    from training.artifacts import MODEL_SHA256_TAG, PAYLOAD_SHA256_TAG, model_sha256, payload_sha256
 
-    expected = tags.get("assay.artifact_sha256")
+    subject = f"models:/{spec.name}/{version}"
+    expected, expected_model = tags.get(PAYLOAD_SHA256_TAG), tags.get(MODEL_SHA256_TAG)
     registry.client()
     with tempfile.TemporaryDirectory() as scratch:
         try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{spec.name}/{version}",
-                                                             dst_path=scratch))
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=subject, dst_path=scratch))
         except Exception as error:  # noqa: BLE001 - an artifact store that lost the model is a finding
-            return [_link("model_artifact", f"models:/{spec.name}/{version}", expected, None, "missing",
-                          f"could not download the model: {error}")]
+            return [_link("model_artifact", subject, expected, None, "missing", f"could not download the model: {error}")]
         payloads = [p for p in local.rglob("payload") if p.is_dir()]
         if not payloads:
-            return [_link("model_artifact", f"models:/{spec.name}/{version}", expected, None, "missing",
-                          "the registered model has no payload folder")]
-        actual = payload_sha256(payloads[0])
-    ok = actual == expected
-    return [_link("model_artifact", f"models:/{spec.name}/{version}", expected, actual,
-                  "verified" if ok else "changed",
-                  "payload sha256 equals assay.artifact_sha256" if ok else
-                  f"payload sha256 {actual[:16]}… is not the trained {str(expected)[:16]}…")]
+            return [_link("model_artifact", subject, expected, None, "missing", "the registered model has no payload folder")]
+        actual, actual_model = payload_sha256(payloads[0]), model_sha256(local)
+    if actual != expected:
+        return [_link("model_artifact", subject, expected, actual, "changed",
+                      f"payload sha256 {actual[:16]}… is not the trained {str(expected)[:16]}…")]
+    if not expected_model:
+        return [_link("model_artifact", subject, None, actual_model, "changed",
+                      f"no {MODEL_SHA256_TAG} recorded: the code and python_model.pkl it would load cannot be verified")]
+    if actual_model != expected_model:
+        return [_link("model_artifact", subject, expected_model, actual_model, "changed",
+                      f"the model's files hash to {actual_model[:16]}…, not the logged {expected_model[:16]}…: "
+                      "its code, python_model.pkl or MLmodel changed")]
+    return [_link("model_artifact", subject, expected_model, actual_model, "verified",
+                  "payload sha256 equals assay.artifact_sha256 and every file of the model equals assay.model_sha256")]
 
 
 def _features(instance, spec: UseCase, tags: dict, days: list[str]) -> list[dict]:
@@ -355,12 +366,29 @@ def _raw_and_landing(instance, spec: UseCase, days: list[str], warehouse, landin
     return raws, files, links
 
 
-def _log_links(layout) -> list[dict]:
-    links = []
-    for kind, path in (("release_log", log_path(layout.root)), ("approval_log", layout.root / "approvals.jsonl")):
+def log_verdicts(root: Path, registry) -> list[tuple[str, Path, object]]:
+    """Each chained log's verdict: its own chain, then what the registry witnesses of every use case
+    (assay/releases.py `verify_witness`): a log deleted or cut short with its head is found there."""
+    witnesses = registry.log_witnesses()
+    found = []
+    for kind, path in (("release_log", log_path(root)), ("approval_log", Path(root) / "approvals.jsonl")):
         verdict = verify_chain(path)
+        if verdict.status != "changed":
+            for use_case, witnessed in sorted(witnesses.items()):
+                promoted = witnessed.get("promoted", {}).get("versions", []) if kind == "release_log" else []
+                disagreement = verify_witness(path, use_case, witnessed.get(path.stem), promoted)
+                if disagreement is not None:
+                    verdict = disagreement
+                    break
+        found.append((kind, path, verdict))
+    return found
+
+
+def _log_links(layout, registry) -> list[dict]:
+    links = []
+    for kind, path, verdict in log_verdicts(layout.root, registry):
         if verdict.status == "missing":
-            continue  # nothing written yet is nothing to verify
+            continue  # nothing written yet, and nothing witnessed, is nothing to verify
         links.append(_link(kind, str(path), None, None, verdict.status,
                            verdict.detail + (f" (first break at entry {verdict.first_break})" if verdict.first_break else "")))
     return links
@@ -394,7 +422,7 @@ def build_report(use_case: str, version: str | None = None, instance: dg.Dagster
     finally:
         if own:
             instance.dispose()
-    links = [*_log_links(layout), *snapshot_links, *_model_artifact(registry, spec, version, tags), *data_links]
+    links = [*_log_links(layout, registry), *snapshot_links, *_model_artifact(registry, spec, version, tags), *data_links]
     counts = {s: sum(link["status"] == s for link in links) for s in STATUSES}
     return {
         "report_version": REPORT_VERSION,
@@ -452,11 +480,11 @@ def audit_main(use_case: str, version: str | None = None, fmt: str = "html", out
 
 
 def verify_log_main() -> int:
-    """`assay audit verify-log`: recompute the release log's and the approvals' hash chains."""
-    layout = prepare_environment()
+    """`assay audit verify-log`: recompute the release log's and the approvals' hash chains, and
+    compare each with what the registry witnesses of it."""
+    layout, resources = _resources()
     failed = False
-    for path in (log_path(layout.root), layout.root / "approvals.jsonl"):
-        verdict = verify_chain(path)
+    for _, path, verdict in log_verdicts(layout.root, resources["registry"]):
         print(f"{path.name}: {verdict.status}: {verdict.detail}")
         failed |= verdict.status == "changed"
     return 1 if failed else 0

@@ -111,14 +111,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from assay.approvals import record_approval
+    from assay.approvals import ApprovalRefused, approve
+    from resources.environments import build_resources
 
     layout = prepare_environment()
     _spec(args.use_case)
-    approval = record_approval(layout.root / "approvals.jsonl", args.use_case, args.environment, args.version,
-                               args.by, args.reason)
-    print(f"recorded: {approval.by} approved {approval.use_case} v{approval.version} for "
-          f"{approval.environment} at {approval.at}")
+    registry = build_resources(layout)["registry"]
+    try:
+        approval = approve(layout.root / "approvals.jsonl", registry, args.use_case, args.environment, args.version,
+                           args.by, args.reason)
+    except ApprovalRefused as refusal:
+        print(f"assay approve: {refusal}", file=sys.stderr)
+        return 2
+    print(f"recorded: {approval.by} approved {approval.use_case} v{approval.version} (sha256 "
+          f"{approval.sha256[:12]}…) for {approval.environment} at {approval.at}")
     return 0
 
 

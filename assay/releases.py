@@ -9,6 +9,13 @@ The log is hash-chained: every entry carries `prev` (the previous entry's hash) 
 of the canonical JSON of the entry without `hash`), and a head file beside it (`<log>.head`) holds
 the last hash and the entry count, so an edited, removed or truncated entry is found by
 `verify_chain` (`assay audit verify-log`). The same chain guards the approvals (assay/approvals.py).
+
+The head file lies beside the log and goes with it when both are deleted or cut short, so each write
+also has a second witness outside the state folder: `record(..., witness=registry)` leaves the use
+case's entry count and last hash on its registered model (resources/registry.py `witness_log`), and
+`verify_witness` compares the log with it. A log deleted while the registry witnesses entries, cut
+short after a witnessed entry, or with entries stripped of `prev`/`hash` (which would read as legacy)
+is `changed`. Legacy (unchained) entries are accepted only before the first chained one.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-EVENTS = ("promoted", "deployed", "shadow", "canary", "rolled_back", "override")
+EVENTS = ("promoted", "deployed", "shadow", "canary", "rolled_back", "withdrawn", "override")
 GENESIS = "0" * 64
 
 
@@ -146,22 +153,77 @@ def verify_chain(path: Path) -> ChainVerdict:
     return ChainVerdict(str(path), "verified", len(lines), legacy, None, note)
 
 
+# --- the second witness (the registry) ----------------------------------------------------------
+
+def _entries(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def use_case_head(path: Path, use_case: str) -> dict:
+    """How many chained entries of `use_case` the log holds, and the last one's hash."""
+    mine = [e["hash"] for e in _entries(path) if e.get("use_case") == use_case and e.get("hash")]
+    return {"entries": len(mine), "hash": mine[-1] if mine else None}
+
+
+def append_witnessed(path: Path, entry: dict, witness=None) -> dict:
+    """`append_chained`, then leave the use case's head with `witness` (`witness_log(name, log, head)`)."""
+    written = append_chained(path, entry)
+    if witness is not None:
+        witness.witness_log(entry["use_case"], Path(path).stem, use_case_head(path, entry["use_case"]))
+    return written
+
+
+def verify_witness(path: Path, use_case: str, witnessed: dict | None,
+                   promoted: list[str] = ()) -> ChainVerdict | None:
+    """The log against what the registry witnesses of `use_case` (None: nothing to compare).
+
+    `witnessed` is the head left by `append_witnessed`: that entry must be there, chained, with as many
+    chained entries of the use case up to it (later ones may follow, written without a witness).
+    `promoted` are versions the registry records as promoted: each needs its `promoted` entry."""
+    path = Path(path)
+    if not witnessed and not promoted:
+        return None
+    what = (f"{witnessed['entries']} chained entries of {use_case} (last {str(witnessed['hash'])[:12]}…)"
+            if witnessed else f"promotions of {use_case} v{', v'.join(promoted)}")
+    if not path.exists():
+        return ChainVerdict(str(path), "changed", 0, 0, None,
+                            f"the log is missing but the registry witnesses {what}: it was deleted")
+    entries = _entries(path)
+    mine = [e for e in entries if e.get("use_case") == use_case]
+    if witnessed:
+        chained = [e["hash"] for e in mine if e.get("hash")]
+        position = chained.index(witnessed["hash"]) + 1 if witnessed["hash"] in chained else None
+        if position != witnessed["entries"]:
+            return ChainVerdict(str(path), "changed", len(entries), len(mine) - len(chained), None,
+                                f"the registry witnesses {what}, the log holds {len(chained)} chained and "
+                                f"{len(mine) - len(chained)} unchained entries of {use_case}: entries were "
+                                "removed, or stripped of their chain fields")
+    logged = {str(e.get("version")) for e in mine if e.get("event") == "promoted"}
+    absent = [v for v in promoted if v not in logged]
+    if absent:
+        return ChainVerdict(str(path), "changed", len(entries), 0, None,
+                            f"the registry records promotions of {use_case} v{', v'.join(absent)} that the log "
+                            "does not hold: entries were removed")
+    return None
+
+
 # --- the release log -----------------------------------------------------------------------------
 
-def record(root: Path, event: ReleaseEvent) -> ReleaseEvent:
+def record(root: Path, event: ReleaseEvent, witness=None) -> ReleaseEvent:
+    """Append `event`; with `witness` (the registry), leave its use case's head there too."""
     if event.event not in EVENTS:
         raise ValueError(f"unknown release event {event.event!r}; one of {EVENTS}")
-    written = append_chained(log_path(root), asdict(event))
+    written = append_witnessed(log_path(root), asdict(event), witness)
     return ReleaseEvent(**written)
 
 
 def record_override(root: Path, use_case: str, version: str, by: str, reason: str,
-                    environment: str | None = None) -> ReleaseEvent:
+                    environment: str | None = None, witness=None) -> ReleaseEvent:
     """A person overrode a rule for a version (a gate, a freeze): who and why, in the chained log."""
     if not by.strip() or not reason.strip():
         raise ValueError("an override needs a person (by) and a reason")
     return record(root, ReleaseEvent(use_case, "override", str(version), environment, by=by.strip(),
-                                     reason=reason.strip()))
+                                     reason=reason.strip()), witness)
 
 
 def history(root: Path, use_case: str | None = None) -> list[ReleaseEvent]:

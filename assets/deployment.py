@@ -5,9 +5,14 @@ version serving there (assets/rollout.py), each gated on live figures, then the 
 Post-deploy gates then prove the served model is the one that passed the model gates: it is ready,
 it answers a sample exactly as the registered model does offline, it meets the latency budget at the
 stated concurrency, and it rejects malformed input with a 4xx. When a rollout or post-deploy gate
-fails, the version that served before is restored and the champion alias rolled back. An
-environment that needs approval deploys nothing without one: the `approval` gate fails instead.
-Every step, deployment and rollback is appended to the release log (assay/releases.py).
+fails, the version that served before is restored and the champion alias rolled back; with nothing
+to restore, the failed version is barred (it loses the champion alias and can never be promoted
+again) and withdrawn: the environment serves nothing rather than a version that failed. An
+environment that needs approval deploys nothing without an approval of this very artifact (its
+whole-model sha256): the `approval` gate fails instead. The offline predictions compared with the
+served ones come from the registry's verified load (the files hashed before unpickling). Every
+step, deployment and rollback is appended to the release log (assay/releases.py), witnessed by the
+registry.
 """
 
 import time
@@ -25,6 +30,7 @@ from automation.conditions import follows_gated_upstream
 from assets.rollout import STEPS, StepVerdict, judge, replay_traffic, traffic_rows
 from resources.deployer import Deployer
 from resources.registry import ModelRegistry, PromotionRefused
+from training.artifacts import MODEL_SHA256_TAG
 from serving.requests import predictions, v2_request
 
 GATES = {
@@ -55,8 +61,6 @@ def _check(name: str, passed: bool, description: str, **metadata) -> dg.AssetChe
 
 
 def post_deploy_checks(spec: UseCase, endpoint, registry: ModelRegistry, version) -> list[dg.AssetCheckResult]:
-    import mlflow.pyfunc
-
     from training.tabular import FeatureSet
     from training.train import model_input
 
@@ -68,7 +72,8 @@ def post_deploy_checks(spec: UseCase, endpoint, registry: ModelRegistry, version
     sample = _sample(spec, registry, version)
     status, body = endpoint.infer(spec.name, v2_request(sample, f.columns.numeric, f.columns.categorical))
     features = FeatureSet(f.columns.numeric, f.columns.categorical, f.target, f.task)
-    offline = np.asarray(mlflow.pyfunc.load_model(version.uri).predict(model_input(sample, features)), dtype=float)
+    offline = np.asarray(registry.load_model(spec.name, version.version).predict(model_input(sample, features)),
+                         dtype=float)
     if status == 200:
         gap = float(np.max(np.abs(np.asarray(predictions(body)) - offline)))
         checks.append(_check("smoke_equals_offline", gap <= release.smoke_tolerance,
@@ -134,7 +139,7 @@ def progressive_rollout(context, spec: UseCase, environment: str, registry: Mode
         verdicts.append(verdict)
         record(state().root, ReleaseEvent(spec.name, step, champion.version, environment, incumbent,
                                            by=f"run {context.run.run_id}", reason=verdict.description,
-                                           passed=verdict.passed))
+                                           passed=verdict.passed), witness=registry)
         context.log.info(verdict.description)
         if not verdict.passed:
             break
@@ -168,9 +173,11 @@ def build_deployment(spec: UseCase, environment: str) -> dg.AssetsDefinition:
         if champion is None:
             raise dg.Failure(f"{spec.name} has no champion to deploy")
         if needs_approval:
-            approval = find_approval(state().root / "approvals.jsonl", spec.name, environment, champion.version)
+            approval = find_approval(state().root / "approvals.jsonl", spec.name, environment, champion.version,
+                                     champion.tags.get(MODEL_SHA256_TAG))
             if approval is None:
-                yield _check("approval", False, f"no recorded approval of {spec.name} v{champion.version} for "
+                yield _check("approval", False, f"no recorded approval of {spec.name} v{champion.version} (sha256 "
+                             f"{str(champion.tags.get(MODEL_SHA256_TAG))[:12]}…) for "
                              f"{environment}: run `assay approve {spec.name} --environment {environment} "
                              f"--version {champion.version} --by <you> --reason <why>`", version=champion.version)
                 return
@@ -185,7 +192,7 @@ def build_deployment(spec: UseCase, environment: str) -> dg.AssetsDefinition:
             endpoint = deployer.deploy(registry, spec.name, environment, champion.version)
             if incumbent != champion.version:
                 record(state().root, ReleaseEvent(spec.name, "deployed", champion.version, environment, incumbent,
-                                                  by=by, reason="every rollout step passed"))
+                                                  by=by, reason="every rollout step passed"), witness=registry)
             checks = post_deploy_checks(spec, endpoint, registry, champion)
             failed = [c.check_name for c in checks if not c.passed]
         else:
@@ -198,19 +205,26 @@ def build_deployment(spec: UseCase, environment: str) -> dg.AssetsDefinition:
                 previous = registry.rollback(spec.name, reason=reason)
             except PromotionRefused as refusal:
                 previous = None
-                context.log.error(f"{reason} and {refusal}")
+                registry.bar(spec.name, champion.version, reason=reason)
+                context.log.error(f"{reason} and {refusal}: v{champion.version} is barred")
             # What served before this release serves again; with nothing before, the registry's previous.
             restore = incumbent if incumbent not in (None, champion.version) else (previous and previous.version)
             if restore:
                 endpoint = deployer.deploy(registry, spec.name, environment, restore)
                 serving = restore
                 record(state().root, ReleaseEvent(spec.name, "rolled_back", restore, environment, champion.version,
-                                                  by=by, reason=reason))
+                                                  by=by, reason=reason), witness=registry)
                 context.log.warning(f"rolled back {spec.name} in {environment} to v{restore}")
                 if not checks:  # the release stopped in a rollout step: prove the restored version serves
                     checks = post_deploy_checks(spec, endpoint, registry, registry.version(spec.name, restore))
-        rolled_back_to = serving if serving != champion.version else None
-        if rolled_back_to or failed_step is None:
+            elif failed_step is None:  # nothing to return to: serve nothing rather than what failed
+                deployer.withdraw(registry, spec.name, environment)
+                serving = None
+                record(state().root, ReleaseEvent(spec.name, "withdrawn", champion.version, environment, incumbent,
+                                                  by=by, reason=reason), witness=registry)
+                context.log.error(f"withdrew {spec.name} v{champion.version} from {environment}: nothing serves it")
+        rolled_back_to = serving if serving not in (None, champion.version) else None
+        if rolled_back_to or (failed_step is None and serving is not None):
             yield dg.MaterializeResult(
                 asset_key=key,
                 data_version=dg.DataVersion(f"v{serving}"),

@@ -2,7 +2,8 @@
 
 Training itself runs outside Dagster, through Pipes (training/train.py), and reports its gates
 back; the integrity gate is checked here, in another process than the one that trained, by
-hashing what the registry actually holds.
+hashing what the registry actually holds: the payload against the one trained, and the whole
+logged model (MLmodel, python_model.pkl, code/, payload) against `assay.model_sha256`.
 """
 
 import json
@@ -15,6 +16,7 @@ from assay.settings import REPO_ROOT, state
 from assay.spec import UseCase
 from resources.registry import ModelRegistry, PromotionRefused
 from resources.trainer import Trainer
+from training.artifacts import MODEL_SHA256_TAG, PAYLOAD_SHA256_TAG
 from training.evaluation import PRIMARY
 
 GATES = {
@@ -26,7 +28,8 @@ GATES = {
     "calibration": "Expected calibration error within the spec's limit: the probabilities mean what they say.",
     "leakage": "No feature is the target or known only after prediction, and the holdout score is plausible: "
     "protects against a model that scores well offline only because it sees the answer.",
-    "integrity": "The artifact in the registry hashes to the one that was trained: nothing swapped in between.",
+    "integrity": "The model in the registry hashes to the one that was trained and logged (payload, code, "
+    "python_model.pkl, MLmodel): nothing swapped or edited in between.",
 }
 
 
@@ -90,7 +93,8 @@ def job_extras(spec: UseCase, family: str, snapshot: dict, champion, provenance:
         "gates": spec.gates.model_dump(),
         "registered_model": spec.name,
         "experiment": f"assay/{spec.name}",
-        "champion": {"version": champion.version, "uri": champion.uri} if champion else None,
+        "champion": {"version": champion.version, "uri": champion.uri,
+                     "model_sha256": champion.tags.get(MODEL_SHA256_TAG)} if champion else None,
         "provenance": {
             "assay.use_case": spec.name,
             "assay.training_set_sha256": snapshot["sha256"],
@@ -132,13 +136,15 @@ def build_candidate(spec: UseCase, family: str) -> dg.AssetsDefinition:
         materialization = next(r for r in results if isinstance(r, dg.MaterializeResult))
         version = materialization.metadata["model_version"].value
         trained = materialization.metadata["artifact_sha256"].value
-        verified, registered = registry.verify_artifact(spec.name, version, trained)
+        logged = materialization.metadata["model_sha256"].value
+        verified, registered, whole = registry.verify_artifact(spec.name, version, trained, logged)
         yield from results
         yield dg.AssetCheckResult(
             check_name="integrity", passed=verified, severity=dg.AssetCheckSeverity.ERROR,
-            description=f"registered payload sha256 {registered[:12]}… {'equals' if verified else 'differs from'} "
-            f"the trained {trained[:12]}…",
-            metadata={"trained_sha256": trained, "registered_sha256": registered, "model_version": version},
+            description=f"registered payload sha256 {registered[:12]}… and whole model {whole[:12]}… "
+            f"{'equal' if verified else 'differ from'} the trained {trained[:12]}… and logged {logged[:12]}…",
+            metadata={"trained_sha256": trained, "registered_sha256": registered, "logged_model_sha256": logged,
+                      "registered_model_sha256": whole, "model_version": version},
         )
 
     return candidate
@@ -186,7 +192,7 @@ def build_champion(spec: UseCase) -> dg.AssetsDefinition:
                 continue
             if former is None or former.version != version:
                 record(state().root, ReleaseEvent(spec.name, "promoted", version, from_version=former and former.version,
-                                                  by=f"run {context.run.run_id}", reason=reason))
+                                                  by=f"run {context.run.run_id}", reason=reason), witness=registry)
             yield dg.MaterializeResult(
                 data_version=dg.DataVersion(f"v{version}"),
                 metadata={
@@ -207,14 +213,16 @@ def champion_check(registry: ModelRegistry, name: str, version: str) -> dg.Asset
     """Re-verify at promotion time what the candidate's gates established at training time: an
     artifact swapped in the store since then must not reach a deployment."""
     tags = registry.version(name, version).tags
-    verified, registered = registry.verify_artifact(name, version, tags.get("assay.artifact_sha256", "unrecorded"))
+    verified, registered, whole = registry.verify_artifact(name, version, tags.get(PAYLOAD_SHA256_TAG, "unrecorded"))
     failed = registry.version(name, version).failed_gates()
     return dg.AssetCheckResult(
         check_name="passed_every_gate", passed=verified and not failed, severity=dg.AssetCheckSeverity.ERROR,
         description=(f"v{version}: every gate passed and the artifact hash matches" if verified and not failed
                      else f"v{version}: failed gates {failed}" + ("" if verified else
-                     f"; the stored artifact hashes to {registered[:16]}…, not what was trained")),
-        metadata={"version": version, "registered_sha256": registered, "failed_gates": dg.MetadataValue.json(failed)},
+                     f"; the stored model hashes to {whole[:16]}… (payload {registered[:16]}…), not what was "
+                     "trained and logged")),
+        metadata={"version": version, "registered_sha256": registered, "registered_model_sha256": whole,
+                  "failed_gates": dg.MetadataValue.json(failed)},
     )
 
 

@@ -88,16 +88,14 @@ def reference_frame(spec: UseCase, registry: ModelRegistry, version: str) -> pl.
     cached = snapshots / "reference_scores" / f"{sha}-v{version}.parquet"
     if cached.exists():
         return pl.read_parquet(cached)
-    import mlflow.pyfunc
-
     from training.tabular import FeatureSet
     from training.train import model_input
 
     frame = pl.read_parquet(snapshots / "training_set" / f"{sha}.parquet")
     f = spec.features
     features = FeatureSet(f.columns.numeric, f.columns.categorical, f.target, f.task)
-    scores = np.asarray(mlflow.pyfunc.load_model(f"models:/{spec.name}/{version}").predict(model_input(frame, features)),
-                        dtype=float)
+    model = registry.load_model(spec.name, version)  # its files hashed against the record before unpickling
+    scores = np.asarray(model.predict(model_input(frame, features)), dtype=float)
     scored = frame.with_columns(pl.Series("prediction", scores))
     cached.parent.mkdir(parents=True, exist_ok=True)
     scored.write_parquet(cached)

@@ -7,6 +7,7 @@ The interface is what a progressive rollout needs and no more:
 - `deploy` serves one version alone (a full release, or a rollback);
 - `stage` serves a candidate beside the incumbent, for a shadow or canary step;
 - `incumbent` says which version answers now;
+- `withdraw` stops serving a use case in an environment (a failed release with nothing to restore);
 - `inference_log` returns what an environment served on a day, for monitoring.
 Each returns or works on an endpoint with `url`, `infer(name, body, version=None) -> (status, body)`
 and `served() -> [Served]`, so the post-deploy and rollout gates run unchanged on either.
@@ -38,6 +39,10 @@ class Deployer(dg.ConfigurableResource):
 
     def incumbent(self, name: str, environment: str) -> str | None:
         """The version of `name` that answers traffic in `environment` now, or None."""
+        raise NotImplementedError
+
+    def withdraw(self, registry, name: str, environment: str) -> None:
+        """Serve no version of `name` in `environment` (other use cases keep theirs)."""
         raise NotImplementedError
 
     def inference_log(self, name: str, environment: str, day: str) -> list[dict]:
@@ -81,6 +86,16 @@ class LocalDeployer(Deployer):
         path = self._incumbent_file(environment, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{version}\n")
+
+    def withdraw(self, registry, name, environment):
+        server = self.server(environment)
+        keep = [(n, v) for n, v in server.staged() if n != name] if Path(server.root, "models").exists() else []
+        if keep:
+            server.serve(registry, keep)
+        else:  # nothing else to serve: no server
+            server.stop()
+            server.unstage_all_but(set())
+        self._incumbent_file(environment, name).unlink(missing_ok=True)
 
     def incumbent(self, name, environment):
         path = self._incumbent_file(environment, name)

@@ -2,8 +2,12 @@
 
 The rule lives here, not in the Dagster run: a model version whose gates did not all pass, or whose
 registered artifact was not verified against the one trained, is refused by `promote` whatever
-calls it (the champion asset, a notebook, a future CLI). MLflow is imported lazily: the code
-location should not pay its 2-3 s import to load.
+calls it (the champion asset, a notebook, a future CLI). `load_model` is the one way the platform
+loads a version: its files are hashed against `assay.model_sha256` before MLflow unpickles anything
+(training/artifacts.py). The registry is also the second witness of the release and approval logs:
+each use case's registered model carries the count and last hash of its entries in each log
+(`witness_log`), so a log deleted or cut short with its head file is still found out (assay/releases.py).
+MLflow is imported lazily: the code location should not pay its 2-3 s import to load.
 """
 
 from __future__ import annotations
@@ -16,9 +20,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from training.artifacts import GATE_TAG, payload_sha256
+from training.artifacts import (
+    GATE_TAG,
+    MODEL_SHA256_TAG,
+    download_verified,
+    load_verified,
+    model_sha256,
+    payload_sha256,
+)
 
 CHAMPION, PREVIOUS = "champion", "previous_champion"
+WITNESS_TAG = "assay.witness."  # registered-model tag `assay.witness.<log>` = {"entries": n, "hash": last}
 
 
 class PromotionRefused(Exception):
@@ -103,19 +115,76 @@ class ModelRegistry(dg.ConfigurableResource):
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
                                                         dst_path=str(destination)))
 
-    def verify_artifact(self, name: str, version: str, trained_sha256: str) -> tuple[bool, str]:
-        """Download the registered version and hash its payload; record the outcome on the version."""
+    def download_verified(self, name: str, version: str, destination: Path) -> Path:
+        """Download the registered version and check its files against its recorded whole-model hash."""
+        self.client()
+        return download_verified(f"models:/{name}/{version}", self.version(name, version).tags.get(MODEL_SHA256_TAG),
+                                 destination)
+
+    def load_model(self, name: str, version: str):
+        """The version as a pyfunc model, loaded only after its files hash to `assay.model_sha256`."""
+        self.client()
+        return load_verified(f"models:/{name}/{version}", self.version(name, version).tags.get(MODEL_SHA256_TAG))
+
+    def verify_artifact(self, name: str, version: str, trained_sha256: str,
+                        trained_model_sha256: str | None = None) -> tuple[bool, str, str]:
+        """Download the registered version, hash its payload and the whole model, record the outcome.
+
+        Verified when the payload is the one trained and the whole model hashes to its recorded
+        `assay.model_sha256` (and to what the trainer reported, when given). Returns (verified,
+        payload sha256, whole-model sha256) as found in the store."""
         import mlflow
 
         client = self.client()
+        recorded = self._version(client, name, version).tags.get(MODEL_SHA256_TAG)
         with tempfile.TemporaryDirectory() as scratch:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=scratch))
             payloads = [p for p in local.rglob("payload") if p.is_dir()]
             registered = payload_sha256(payloads[0]) if payloads else "missing"
-        verified = registered == trained_sha256
+            whole = model_sha256(local)
+        verified = (registered == trained_sha256 and bool(recorded) and whole == recorded
+                    and trained_model_sha256 in (None, recorded))
         client.set_model_version_tag(name, version, "assay.integrity", "verified" if verified else "mismatch")
         client.set_model_version_tag(name, version, "assay.registered_sha256", registered)
-        return verified, registered
+        client.set_model_version_tag(name, version, "assay.registered_model_sha256", whole)
+        return verified, registered, whole
+
+    def _bar(self, client, name: str, version: str, reason: str) -> None:
+        """Record a failed post-deploy gate on `version`: `promote` refuses it from now on."""
+        found = self._version(client, name, version)
+        required = sorted(set(json.loads(found.tags.get("assay.gates", "[]"))) | {"post_deploy"})
+        client.set_model_version_tag(name, version, "assay.gates", json.dumps(required))
+        client.set_model_version_tag(name, version, f"{GATE_TAG}post_deploy", "failed")
+        client.set_model_version_tag(name, version, "assay.rolled_back_because", reason)
+
+    def bar(self, name: str, version: str, reason: str) -> None:
+        """A version failed after deploy with no former champion to return to: bar it and take the
+        champion alias off it, so no automation deploys it again."""
+        client = self.client()
+        self._bar(client, name, version, reason)
+        champion = self.alias(name, CHAMPION)
+        if champion is not None and champion.version == str(version):
+            client.delete_registered_model_alias(name, CHAMPION)
+
+    # --- the second witness of the chained logs --------------------------------------------------
+
+    def witness_log(self, name: str, log: str, head: dict) -> None:
+        self.client().set_registered_model_tag(name, f"{WITNESS_TAG}{log}", json.dumps(head, sort_keys=True))
+
+    def log_witnesses(self) -> dict[str, dict[str, dict]]:
+        """Per registered model: what it witnesses of each log, and `promoted` (versions it records as
+        promoted, a witness older than the log tags)."""
+        client = self.client()
+        found = {}
+        for model in client.search_registered_models():
+            tags = dict(model.tags or {})
+            entry = {k.removeprefix(WITNESS_TAG): json.loads(v) for k, v in tags.items() if k.startswith(WITNESS_TAG)}
+            promoted = sorted(str(v.version) for v in client.search_model_versions(f"name = '{model.name}'")
+                              if "assay.promoted_because" in (v.tags or {}))
+            if promoted:
+                entry["promoted"] = {"versions": promoted}
+            found[model.name] = entry
+        return found
 
     def rollback(self, name: str, reason: str) -> Version:
         """Restore the previous champion; the version rolled back from can never be promoted again."""
@@ -126,10 +195,7 @@ class ModelRegistry(dg.ConfigurableResource):
         client.set_registered_model_alias(name, CHAMPION, previous.version)
         client.delete_registered_model_alias(name, PREVIOUS)
         if failed is not None and failed.version != previous.version:
-            required = sorted(set(json.loads(failed.tags.get("assay.gates", "[]"))) | {"post_deploy"})
-            client.set_model_version_tag(name, failed.version, "assay.gates", json.dumps(required))
-            client.set_model_version_tag(name, failed.version, f"{GATE_TAG}post_deploy", "failed")
-            client.set_model_version_tag(name, failed.version, "assay.rolled_back_because", reason)
+            self._bar(client, name, failed.version, reason)
         return previous
 
     def promote(self, name: str, version: str, reason: str) -> Version | None:

@@ -49,12 +49,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -80,11 +82,12 @@ from resources.seldon import (
     render_v1,
 )
 from resources.serving import Served
+from training.artifacts import MODEL_SHA256_TAG, ArtifactMismatch
 
 FLAVOURS = ("core2", "v1")
 STEPS = ("shadow", "canary")
 ENVIRONMENT_LABEL = "assay.dev/environment"
-SHA256_TAG = "assay.artifact_sha256"  # the payload hash recorded at training (training/train.py)
+SHA256_TAG = MODEL_SHA256_TAG  # the whole logged model's hash recorded at training (training/train.py)
 
 # What Seldon's storage initializer (rclone) can fetch a model folder from. A registry `source`
 # such as models:/m-..., runs:/..., mlflow-artifacts:/... or a local path cannot be.
@@ -304,7 +307,12 @@ class SeldonDeployer(Deployer):
 
     def model_ref(self, registry, name: str, version: str) -> ModelRef:
         """Where the registered version's MLflow model folder lies (a URI Seldon can fetch) and its
-        payload sha256 recorded at training."""
+        whole-model sha256 recorded at training.
+
+        The stored folder is downloaded and hashed here, before anything is applied: Seldon's stock
+        MLflow runtime loads what it fetches without checking it, so this is where a changed
+        artifact is stopped. The hash also goes into the rendered resource (its load parameters and
+        an annotation), for Assay's runtime to check again in the cluster."""
         version = str(version)
         client = registry.client()
         found = client.get_model_version(name, version)
@@ -323,6 +331,11 @@ class SeldonDeployer(Deployer):
         if not sha256:
             raise SeldonDeployError(f"{name} v{version} has no {SHA256_TAG} tag (recorded at training): "
                                     "refusing to release an artifact that cannot be traced")  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="assay-release-") as scratch:
+            try:
+                registry.download_verified(name, version, Path(scratch))
+            except ArtifactMismatch as mismatch:
+                raise SeldonDeployError(f"{mismatch}; nothing was applied") from None
         return ModelRef(version, uri, sha256)
 
     # --- plans and resources -------------------------------------------------------------------
@@ -437,6 +450,16 @@ class SeldonDeployer(Deployer):
             weight=weight if step == "canary" else 10,
         )  # fmt: skip
         return self._release(plan, name, environment)
+
+    def withdraw(self, registry, name, environment):
+        """Core 2: delete the release's Models and Experiment. A Core v1 SeldonDeployment is never
+        deleted by Assay (Role assay-deployer grants no delete on it): refused, naming it."""
+        self._check_settings()
+        release = release_name(name, environment)
+        if self.flavour == "v1":
+            raise SeldonDeployError(f"SeldonDeployment {release} in {self.namespace}: withdrawing a Core v1 "
+                                    "release needs a person (kubectl delete); Assay does not delete it")
+        delete(self._live(name, environment), self.api_client())
 
     def incumbent(self, name, environment):
         self._check_settings()

@@ -2,10 +2,14 @@
 
 The process is managed the way users expect of a server: one per state folder (a pid file), a busy
 port or a stale pid file is a clear error and never a silent second server, and what it serves is
-generated from the registry. Before a version is served its payload is hashed and compared with the
-sha256 recorded at training: a swapped or poisoned artifact is refused. Each model is served under its
-use case's `serving:` limits and partitions (assay/spec.py), written into its model settings for the
-runtime (serving/validation.py); the body-size limit is the server's, the largest of its models'.
+generated from the registry. Before a version is served the whole model folder is hashed and compared
+with the `assay.model_sha256` recorded at training: a swapped payload, an edited code/ file or a replaced
+python_model.pkl is refused. The expected hash also goes into the model's settings
+(`parameters.extra.assay_model_sha256`), and the runtime hashes the folder again before MLflow unpickles
+anything (serving/runtime.py): a copy changed after staging is not loaded either.
+Each model is served under its use case's `serving:` limits and partitions (assay/spec.py), written
+into its model settings for the runtime (serving/validation.py); the body-size limit is the server's,
+the largest of its models'.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from assay.settings import REPO_ROOT, usecases_dir
 from assay.spec import Serving, load_spec
 from serving.inference_log import LOG_DIR_ENV
 from serving.server import MAX_BODY_SETTING
-from training.artifacts import payload_sha256
+from training.artifacts import MODEL_SHA256_TAG, ArtifactMismatch, check_model_folder
 
 RUNTIME = "serving.runtime.AssayMLflowRuntime"
+EXPECTED_SHA256_PARAMETER = "assay_model_sha256"  # in model-settings parameters.extra; read by the runtime
 
 
 class ServingError(RuntimeError):
@@ -121,32 +126,33 @@ class LocalModelServer(dg.ConfigurableResource):
     # --- the model repository -------------------------------------------------------------------
 
     @staticmethod
-    def verify(name: str, version: str, artifact_dir: Path, expected_sha256: str) -> None:
-        payloads = [p for p in Path(artifact_dir).rglob("payload") if p.is_dir()]
-        found = payload_sha256(payloads[0]) if payloads else "missing"
-        if found != expected_sha256:
-            raise ArtifactRejected(
-                f"{name} v{version}: the artifact's payload sha256 {found[:16]}… differs from the "
-                f"{expected_sha256[:16]}… recorded when it was trained; refusing to serve it"
-            )
+    def verify(name: str, version: str, artifact_dir: Path, expected_sha256: str | None) -> None:
+        """Refuse a model folder whose files do not hash to the whole-model sha256 recorded at training."""
+        try:
+            check_model_folder(Path(artifact_dir), expected_sha256, f"{name} v{version}")
+        except ArtifactMismatch as mismatch:
+            raise ArtifactRejected(f"{mismatch}; refusing to serve it") from None
 
-    def stage(self, name: str, version: str, artifact_dir: Path, expected_sha256: str) -> Path:
-        """Copy a downloaded version into the repository after checking its payload hash."""
+    def stage(self, name: str, version: str, artifact_dir: Path, expected_sha256: str | None) -> Path:
+        """Copy a downloaded version into the repository after checking its whole-model hash; the
+        hash travels in its settings for the runtime to check again at load."""
         self.verify(name, version, artifact_dir, expected_sha256)
         target = Path(self.root) / "models" / f"{name}-v{version}"
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(artifact_dir, target / "artifact")
-        self.write_model_settings(name, version)
+        self.write_model_settings(name, version, expected_sha256)
         return target
 
-    def write_model_settings(self, name: str, version: str) -> None:
-        """A staged version's MLServer settings, with its use case's limits as the spec says now."""
+    def write_model_settings(self, name: str, version: str, expected_sha256: str) -> None:
+        """A staged version's MLServer settings: the hash the runtime checks before loading, and its
+        use case's limits as the spec says now."""
         target = Path(self.root) / "models" / f"{name}-v{version}"
         (target / "model-settings.json").write_text(json.dumps({
             "name": name,
             "implementation": RUNTIME,
-            "parameters": {"uri": str(target / "artifact"), "version": str(version), **serving_parameters(name)},
+            "parameters": {"uri": str(target / "artifact"), "version": str(version), **serving_parameters(name),
+                           "extra": {EXPECTED_SHA256_PARAMETER: expected_sha256}},
         }, indent=2))
 
     def staged(self) -> list[tuple[str, str]]:
@@ -163,11 +169,11 @@ class LocalModelServer(dg.ConfigurableResource):
         import tempfile
 
         for name, version in versions:
-            recorded = registry.version(name, version).tags.get("assay.artifact_sha256", "unrecorded")
+            recorded = registry.version(name, version).tags.get(MODEL_SHA256_TAG)
             staged = Path(self.root) / "models" / f"{name}-v{version}"
             if staged.exists():  # staged before: its copy is checked again, not trusted
-                self.verify(name, version, staged, recorded)
-                self.write_model_settings(name, version)  # the spec's limits may have changed since
+                self.verify(name, version, staged / "artifact", recorded)
+                self.write_model_settings(name, version, recorded)  # the spec's limits may have changed since
                 continue
             with tempfile.TemporaryDirectory() as scratch:
                 self.stage(name, version, registry.download(name, version, Path(scratch)), recorded)

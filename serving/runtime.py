@@ -17,20 +17,29 @@ runtime, the rest of a request being MLServer's own. At load, the direct path mu
 path's predictions on the model's input example and on rows of nulls and unseen categories, or the
 runtime serves through the stock path alone. The registered artifact is unchanged, a normal MLflow
 pyfunc model, and its own code (logged with it) serves it either way.
+
+Before anything is loaded the model folder is hashed and compared with the whole-model sha256 in the
+model's settings (`parameters.extra.assay_model_sha256`, written by resources/serving.py): MLflow's
+load unpickles python_model.pkl and imports code/, so a changed or unrecorded folder is refused
+before either happens, and the model is not served.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 import numpy as np
 from mlserver.codecs.utils import DefaultOutputPrefix
+from mlserver.errors import MLServerError
 from mlserver.logging import logger
 from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.utils import get_model_uri
 from mlserver_mlflow import MLflowRuntime
 from mlserver_mlflow.codecs import TensorDictCodec
 
@@ -41,7 +50,7 @@ from serving.validation import datatype as _datatype
 from serving.validation import flat as _flat
 from serving.validation import type_name as _type_name
 
-__all__ = ["AssayMLflowRuntime", "RequestRejected", "decode_columns"]
+__all__ = ["AssayMLflowRuntime", "ModelRefused", "RequestRejected", "decode_columns"]
 
 # Per-input content types the direct path decodes exactly as the stock codecs do; any other goes the stock way.
 PLAIN_CONTENT_TYPES = {None, "np", "str"}
@@ -57,6 +66,25 @@ def request_rules(runtime: MLflowRuntime) -> RequestRules:
     return RequestRules(runtime._signature.inputs if runtime._signature is not None else None,
                         Serving.model_validate(extra.get("assay_serving") or {}),
                         tuple(date.fromisoformat(d) for d in partitions) if partitions else None, outputs)
+
+
+EXPECTED_SHA256_PARAMETER = "assay_model_sha256"  # resources/serving.py writes it; Seldon renders it
+
+
+class ModelRefused(MLServerError):
+    def __init__(self, message: str):
+        super().__init__(message, status_code=500)
+
+
+def _artifacts_module():
+    """training/artifacts.py, loaded by file under a private name. Importing it as `training.artifacts`
+    would import the repository's `training` package into this process, and the model's unpickling
+    would then use that copy instead of the code logged with the model (its code/ folder)."""
+    path = Path(__file__).resolve().parents[1] / "training" / "artifacts.py"
+    spec = importlib.util.spec_from_file_location("_assay_model_artifacts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # --- the direct path --------------------------------------------------------------------------------
@@ -145,7 +173,23 @@ def decode_columns(payload: InferenceRequest, types: dict[str, str]) -> dict[str
 
 
 class AssayMLflowRuntime(MLflowRuntime):
+    async def verify(self) -> None:
+        """Refuse a model folder that does not hash to the expected sha256 in its settings."""
+        artifacts = _artifacts_module()
+        extra = self.settings.parameters.extra if self.settings.parameters else None
+        expected = (extra or {}).get(EXPECTED_SHA256_PARAMETER)
+        folder = Path(await get_model_uri(self._settings))
+        try:
+            artifacts.check_model_folder(folder, expected, f"{self.name} v{self.settings.parameters.version or '?'}")
+        except artifacts.ArtifactMismatch as mismatch:
+            logger.error("%s", mismatch)
+            raise ModelRefused(str(mismatch)) from None
+
     async def load(self) -> bool:
+        await self.verify()
+        # Importing the logged code must not write bytecode into the verified folder: a restart
+        # would then find it changed (and refuse it), or run a .pyc no hash covered.
+        sys.dont_write_bytecode = True
         loaded = await super().load()
         self._rules = request_rules(self)
         self._direct: Predict | None = None

@@ -13,8 +13,8 @@ import jsonschema
 import pytest
 
 from assay import audit
-from assay.approvals import record_approval
-from assay.releases import ReleaseEvent, log_path, record, record_override, verify_chain
+from assay.approvals import approve, record_approval
+from assay.releases import ReleaseEvent, head_path, log_path, record, record_override, verify_chain
 from assay.replay import replay
 from assay.runs import materialize_window
 from conftest import weather_platform
@@ -104,8 +104,8 @@ def test_an_override_shows_in_the_report_with_its_person_and_reason(built, insta
     version = built.resources["registry"].alias("weather").version
     record_override(assay_home.root, "weather", version, by="ana@example.com", reason="latency gate waived for a day",
                     environment="staging")
-    record_approval(assay_home.root / "approvals.jsonl", "weather", "production", version, "bo@example.com",
-                    "green in staging")
+    approve(assay_home.root / "approvals.jsonl", built.resources["registry"], "weather", "production", version,
+            "bo@example.com", "green in staging")
     report = _report(instance)
     overrides = report["deployment"]["overrides"]
     assert [(o["by"], o["reason"]) for o in overrides] == [("ana@example.com", "latency gate waived for a day")]
@@ -159,6 +159,22 @@ def test_a_byte_appended_to_the_model_payload_flips_only_the_model_artifact_link
         assert _changed(report) == [("model_artifact", f"models:/weather/{version}")]
 
 
+def test_a_one_byte_change_to_the_logged_code_flips_only_the_model_artifact_link(built, instance):
+    """The payload is untouched: only the whole-model hash (assay.model_sha256) sees an edited code/ file."""
+    registry = built.resources["registry"]
+    version = registry.alias("weather").version
+    client = registry.client()
+    model_id = client.get_model_version("weather", version).source.split("/")[-1]
+    stored = Path(client.get_logged_model(model_id).artifact_location.removeprefix("file://"))
+    with _restoring(stored / "code" / "training" / "pyfunc.py") as code:
+        code.write_bytes(code.read_bytes().replace(b"return", b"return ", 1))
+        report = _report(instance)
+        assert _changed(report) == [("model_artifact", f"models:/weather/{version}")]
+        link = next(link for link in report["verification"]["links"] if link["kind"] == "model_artifact")
+        assert "code, python_model.pkl or MLmodel changed" in link["detail"]
+    assert _changed(_report(instance)) == []
+
+
 def test_a_landing_file_moved_away_is_missing_not_changed(built, instance, landing):
     path = landing.path_for("weather", "weather", DAYS[0])
     aside = path.with_name("moved-away.csv.bak")
@@ -203,9 +219,100 @@ def test_a_removed_audit_log_entry_flips_the_release_log_link_and_fails_verify_l
         assert verify_chain(path).status == "changed" and audit.verify_log_main() == 1
     approvals = assay_home.root / "approvals.jsonl"
     for by in ("cy@example.com", "di@example.com"):
-        record_approval(approvals, "weather", "production", "1", by, "approved for the test")
+        record_approval(approvals, "weather", "production", "1", by, "approved for the test", sha256="1" * 64)
     with _restoring(approvals):
         approvals.write_text(approvals.read_text().splitlines()[1] + "\n")  # the first approval removed
         assert _changed(_report(instance)) == [("approval_log", str(approvals))]
         assert audit.verify_log_main() == 1
+    assert audit.verify_log_main() == 0
+
+
+@contextmanager
+def _restoring_log(path: Path):
+    """Put a log and its head file back as they were, whatever the test did to them."""
+    saved = {p: p.read_bytes() for p in (path, head_path(path)) if p.exists()}
+    try:
+        yield path
+    finally:
+        for p in (path, head_path(path)):
+            p.unlink(missing_ok=True)
+        for p, data in saved.items():
+            p.write_bytes(data)
+
+
+def _rewrite(path: Path, entries: list[dict], head: bool = True) -> None:
+    """Write `entries` as the whole log, and (a careful forger) a head file that agrees with them."""
+    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+    head_path(path).unlink(missing_ok=True)
+    if head:
+        head_path(path).write_text(json.dumps({"hash": entries[-1]["hash"], "entries": len(entries)}) + "\n")
+
+
+def _entries(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_a_release_log_cut_short_with_its_head_rewritten_is_caught_by_the_registry_witness(built, instance,
+                                                                                          assay_home):
+    registry = built.resources["registry"]
+    record(assay_home.root, ReleaseEvent("weather", "deployed", "1", "staging", by="run test", reason="witnessed"),
+           witness=registry)
+    path = log_path(assay_home.root)
+    assert audit.verify_log_main() == 0
+    with _restoring_log(path):
+        _rewrite(path, _entries(path)[:-1])  # the last entry removed, the head made to agree
+        assert verify_chain(path).status == "verified"  # the chain alone cannot tell
+        assert audit.verify_log_main() == 1
+        assert _changed(_report(instance)) == [("release_log", str(path))]
+    assert audit.verify_log_main() == 0
+
+
+def test_a_deleted_release_log_of_a_use_case_with_releases_is_reported(built, instance, assay_home, capsys):
+    path = log_path(assay_home.root)
+    with _restoring_log(path):
+        path.unlink()
+        head_path(path).unlink()
+        assert verify_chain(path).status == "missing"
+        assert audit.verify_log_main() == 1
+        assert "releases.jsonl: changed: the log is missing but the registry witnesses" in capsys.readouterr().out
+        assert _changed(_report(instance)) == [("release_log", str(path))]
+    assert audit.verify_log_main() == 0
+
+
+def test_release_log_entries_stripped_of_their_chain_fields_are_reported_not_legacy(built, instance, assay_home):
+    path = log_path(assay_home.root)
+    with _restoring_log(path):
+        stripped = [{k: v for k, v in e.items() if k not in ("prev", "hash")} for e in _entries(path)]
+        path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in stripped))
+        head_path(path).unlink()
+        assert verify_chain(path).legacy == len(stripped)  # alone, they read as entries from before the chain
+        assert audit.verify_log_main() == 1
+        assert _changed(_report(instance)) == [("release_log", str(path))]
+
+
+def test_legacy_entries_are_accepted_only_before_the_first_chained_entry(tmp_path):
+    path = tmp_path / "releases.jsonl"
+    legacy = {"use_case": "weather", "event": "promoted", "version": "1", "by": "old", "reason": "before the chain"}
+    path.write_text(json.dumps(legacy) + "\n")
+    record(tmp_path, ReleaseEvent("weather", "deployed", "1", "staging", by="run test", reason="chained"))
+    verdict = verify_chain(path)
+    assert (verdict.status, verdict.legacy) == ("verified", 1)
+    with path.open("a") as log:
+        log.write(json.dumps({**legacy, "reason": "after the chain began"}) + "\n")
+    verdict = verify_chain(path)
+    assert (verdict.status, verdict.first_break) == ("changed", 3)
+
+
+def test_an_approval_log_cut_short_with_its_head_rewritten_is_caught_by_the_registry_witness(built, instance,
+                                                                                            assay_home):
+    registry = built.resources["registry"]
+    version = registry.alias("weather").version
+    approvals = assay_home.root / "approvals.jsonl"
+    approve(approvals, registry, "weather", "staging", version, "fa@example.com", "witnessed approval")
+    assert audit.verify_log_main() == 0
+    with _restoring_log(approvals):
+        _rewrite(approvals, _entries(approvals)[:-1])
+        assert verify_chain(approvals).status == "verified"
+        assert audit.verify_log_main() == 1
+        assert _changed(_report(instance)) == [("approval_log", str(approvals))]
     assert audit.verify_log_main() == 0

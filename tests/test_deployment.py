@@ -11,6 +11,8 @@ import dagster as dg
 import pytest
 import yaml
 
+from assay.approvals import record_approval
+from assay.releases import history
 from assay.replay import replay
 from assay.runs import load_definitions, materialize_window
 from assay.settings import REPO_ROOT
@@ -83,6 +85,20 @@ def test_production_without_an_approval_fails_its_gate_and_deploys_nothing(setup
     assert defs.resources["deployer"].server("production").pid() is None
 
 
+def test_an_approval_of_the_same_version_number_but_another_artifact_does_not_open_production(setup, instance,
+                                                                                            assay_home):
+    """An approval names the artifact's sha256: one recorded for another artifact under this number
+    (a rebuilt registry, a replaced model) is no approval of what the registry holds now."""
+    defs, _ = setup
+    version = defs.resources["registry"].alias("weather").version
+    record_approval(assay_home.root / "approvals.jsonl", "weather", "production", version, "eve@example.com",
+                    "approved another artifact", sha256="0" * 64)
+    result = _materialize(defs, instance, [PRODUCTION])
+    approval = _checks(result, PRODUCTION)["approval"]
+    assert not approval.passed and "no recorded approval" in approval.description
+    assert defs.resources["deployer"].server("production").pid() is None
+
+
 def test_production_deploys_once_a_person_approves_with_a_reason(setup, instance, assay_home):
     defs, _ = setup
     version = defs.resources["registry"].alias("weather").version
@@ -117,3 +133,38 @@ def test_a_version_failing_a_post_deploy_gate_is_rolled_back_and_never_promoted_
     assert [(s.name, s.version) for s in served] == [("weather", first)]
     with pytest.raises(PromotionRefused, match="post_deploy"):
         registry.promote("weather", second, reason="try again")
+
+
+def test_approving_a_version_the_registry_does_not_hold_is_refused_and_records_nothing(setup, assay_home):
+    approvals = assay_home.root / "approvals.jsonl"
+    before = approvals.read_bytes() if approvals.exists() else b""
+    refused = subprocess.run([venv_bin("assay"), "approve", "weather", "--environment", "production", "--version",
+                              "999", "--by", "ana@example.com", "--reason", "looks fine"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "weather has no registered version '999'" in refused.stderr
+    assert (approvals.read_bytes() if approvals.exists() else b"") == before
+
+
+def test_a_failed_post_deploy_gate_with_no_previous_champion_bars_the_version_and_serves_nothing(setup, instance,
+                                                                                                assay_home):
+    """The champion serving staging has no former champion to return to (the rollback above used it):
+    a failed gate must not leave it serving."""
+    defs, specs = setup
+    registry = defs.resources["registry"]
+    champion = registry.alias("weather")
+    assert registry.alias("weather", "previous_champion") is None
+    _write_spec(specs, latency_p99_ms=0.001)  # a budget no server meets
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ASSAY_USECASES_DIR", str(specs))
+        strict = load_definitions()
+    before = instance.get_latest_materialization_event(STAGING)
+    result = _materialize(strict, instance, [STAGING])
+
+    assert not _checks(result, STAGING)["latency_p99"].passed
+    assert defs.resources["deployer"].server("staging").pid() is None
+    assert defs.resources["deployer"].incumbent("weather", "staging") is None
+    assert registry.alias("weather") is None
+    with pytest.raises(PromotionRefused, match="post_deploy"):
+        registry.promote("weather", champion.version, reason="try again")
+    assert instance.get_latest_materialization_event(STAGING).run_id == before.run_id  # nothing deployed
+    withdrawn = [e for e in history(assay_home.root, "weather") if e.event == "withdrawn"]
+    assert [(e.version, e.environment) for e in withdrawn] == [(champion.version, "staging")]

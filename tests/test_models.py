@@ -12,8 +12,10 @@ import polars as pl
 import pytest
 
 from assay.replay import replay
+from assets.monitoring import reference_frame
 from assay.runs import load_definitions, materialize_window
 from resources.registry import PromotionRefused
+from training.artifacts import ArtifactMismatch
 
 DAYS = [(date(2013, 1, 1) + timedelta(days=i)).isoformat() for i in range(21)]
 TRAINING_SET = dg.AssetKey(["flights", "training_set"])
@@ -76,6 +78,7 @@ def test_the_demo_reaches_a_champion_with_its_provenance(demo, registry, instanc
     assert tags["assay.training_set_sha256"] == demo.metadata["sha256"].value
     assert tags["assay.integrity"] == "verified"
     assert tags["assay.artifact_sha256"] == tags["assay.registered_sha256"]
+    assert tags["assay.model_sha256"] == tags["assay.registered_model_sha256"]  # the whole logged model
     assert len(tags["assay.git_sha"]) in (40, 7) or tags["assay.git_sha"] == "unknown"
     for key in ("assay.dagster_run_id", "assay.started_by", "assay.training_window", "assay.feature_model_versions"):
         assert tags[key], key
@@ -183,9 +186,46 @@ def test_a_swapped_artifact_fails_integrity_and_cannot_be_promoted(demo, defs, i
     weights = next(p for p in payloads[0].iterdir() if p.name != "family.json")
     weights.write_bytes(weights.read_bytes() + b"\n")
 
-    verified, registered = registry.verify_artifact("flights", version, trained)
+    verified, registered, _ = registry.verify_artifact("flights", version, trained)
 
     assert not verified and registered != trained
     assert registry.version("flights", version).tags["assay.integrity"] == "mismatch"
     with pytest.raises(PromotionRefused, match="integrity"):
         registry.promote("flights", version, reason="swapped artifact")
+
+
+def _stored_model(registry, name: str, version: str) -> Path:
+    """The registered version's folder in the local artifact store (what every download copies)."""
+    client = registry.client()
+    model_id = client.get_model_version(name, version).source.rsplit("/", 1)[-1]
+    return Path(client.get_logged_model(model_id).artifact_location.removeprefix("file://"))
+
+
+def test_a_one_byte_change_to_the_logged_code_fails_integrity_and_the_champion_comparison_refuses_it(
+    demo, defs, instance, registry, flights_spec
+):
+    """The payload is untouched, so only the whole-model hash can see this: the registry's integrity
+    check fails the version, and training refuses to load the changed champion to compare with it."""
+    champion = registry.alias("flights")
+    code = _stored_model(registry, "flights", champion.version) / "code" / "training" / "pyfunc.py"
+    original = code.read_bytes()
+    code.write_bytes(original + b"#")
+    try:
+        verified, registered, whole = registry.verify_artifact("flights", champion.version,
+                                                               champion.tags["assay.artifact_sha256"])
+        assert not verified and registered == champion.tags["assay.artifact_sha256"]
+        assert whole != champion.tags["assay.model_sha256"]
+        with pytest.raises(ArtifactMismatch, match="refusing to load"):
+            registry.load_model("flights", champion.version)
+        with pytest.raises(ArtifactMismatch, match="refusing to load"):  # monitoring scores it the same way
+            reference_frame(flights_spec, registry, champion.version)
+        result = _materialize(defs, instance, [LIGHTGBM])
+        assert not result.success
+        closed = next(e for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+                      if "pipes closed with exception" in (e.message or ""))
+        raised = closed.dagster_event.event_specific_data.error  # what training raised, reported through Pipes
+        assert f"models:/flights/{champion.version}: the model's files hash to" in raised.message
+    finally:
+        code.write_bytes(original)
+        registry.verify_artifact("flights", champion.version, champion.tags["assay.artifact_sha256"])
+    assert registry.version("flights", champion.version).tags["assay.integrity"] == "verified"

@@ -122,6 +122,7 @@ def test_a_full_core2_release_is_the_champions_model_alone():
         "memory": "2Gi",
         "replicas": 1,
         "server": "mlserver",
+        "parameters": [{"name": "assay_model_sha256", "value": CHAMPION.sha256}],
     }
     assert model["metadata"]["annotations"][seldon.SHA256_ANNOTATION] == CHAMPION.sha256
 

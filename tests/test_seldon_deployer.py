@@ -34,6 +34,7 @@ from resources.seldon_deployer import (
     release_name,
 )
 from resources.serving import Served
+from training.artifacts import check_model_folder, model_sha256
 from test_seldon import _granted, _rbac
 
 SHA = {"3": "3" * 64, "4": "4" * 64}
@@ -132,13 +133,20 @@ class FakeCluster:
 
 class FakeRegistry:
     """What the deployer asks of resources/registry.py's ModelRegistry: client().get_model_version
-    (the MLflow ModelVersion's `source`), client().get_model_version_download_uri, version().tags."""
+    (the MLflow ModelVersion's `source`), client().get_model_version_download_uri, version().tags,
+    and download_verified (checks `folders[version]`, a real model folder, when one is given)."""
 
-    def __init__(self, sources=None, downloads=None, shas=None):
+    def __init__(self, sources=None, downloads=None, shas=None, folders=None):
         self.sources = SOURCE if sources is None else sources
         self.downloads = {} if downloads is None else downloads
         self.shas = SHA if shas is None else shas
+        self.folders = folders or {}
         self.asked: list[tuple] = []
+
+    def download_verified(self, name, version, destination):
+        self.asked.append(("download_verified", name, version))
+        if version in self.folders:
+            check_model_folder(self.folders[version], self.shas.get(version), f"models:/{name}/{version}")
 
     def client(self):
         return self
@@ -152,7 +160,7 @@ class FakeRegistry:
         return self.downloads[version]
 
     def version(self, name, version):
-        tags = {"assay.artifact_sha256": self.shas[version]} if version in self.shas else {}
+        tags = {"assay.model_sha256": self.shas[version]} if version in self.shas else {}
         return SimpleNamespace(name=name, version=version, tags=tags)
 
 
@@ -366,7 +374,7 @@ def test_a_version_name_too_long_for_a_dns_label_is_refused_before_any_call(core
 def test_the_storage_uri_is_the_registered_versions_source_when_seldon_can_fetch_it(core2, registry):
     ref = core2.model_ref(registry, "flights", "3")
     assert (ref.version, ref.storage_uri, ref.sha256) == ("3", SOURCE["3"], SHA["3"])
-    assert registry.asked == [("get_model_version", "flights", "3")]
+    assert registry.asked == [("get_model_version", "flights", "3"), ("download_verified", "flights", "3")]
 
 
 def test_an_mlflow_logged_model_source_is_resolved_to_where_its_artifacts_lie(core2):
@@ -385,9 +393,37 @@ def test_an_artifact_seldon_cannot_fetch_is_refused_before_any_call(core2, clust
 
 
 def test_a_version_without_its_recorded_sha256_is_refused(core2, cluster):
-    with pytest.raises(SeldonDeployError, match="no assay.artifact_sha256 tag"):
+    with pytest.raises(SeldonDeployError, match="no assay.model_sha256 tag"):
         core2.deploy(FakeRegistry(shas={}), "flights", "staging", "3")
     assert cluster.requests == []
+
+
+def test_a_stored_model_whose_code_changed_by_one_byte_is_refused_before_any_call(core2, cluster, tmp_path):
+    """The deployer hashes the stored model folder (as the registry downloads it) before it renders:
+    Seldon's stock MLflow runtime would load whatever it fetches."""
+    folder = tmp_path / "model"
+    (folder / "code" / "training").mkdir(parents=True)
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    (folder / "python_model.pkl").write_bytes(b"\x80\x04N.")
+    (folder / "code" / "training" / "pyfunc.py").write_text("def predict(): ...\n")
+    registry = FakeRegistry(shas={"3": model_sha256(folder)}, folders={"3": folder})
+    assert core2.model_ref(registry, "flights", "3").sha256 == model_sha256(folder)
+    (folder / "code" / "training" / "pyfunc.py").write_text("def predict(): ... \n")
+    with pytest.raises(SeldonDeployError, match="flights/3: the model's files hash to .*nothing was applied"):
+        core2.deploy(registry, "flights", "staging", "3")
+    assert cluster.requests == []
+
+
+def test_the_rendered_resources_carry_the_expected_hash_as_a_load_parameter(core2, v1, registry):
+    """The hash the runtime checks before unpickling travels in the model's own load parameters,
+    valid for each flavour's CRD."""
+    ref = core2.model_ref(registry, "flights", "3")
+    (model,) = core2.render(core2.plan("flights", "staging", ref), "flights", "staging")
+    assert model["spec"]["parameters"] == [{"name": "assay_model_sha256", "value": SHA["3"]}]
+    (deployment,) = v1.render(v1.plan("flights", "staging", ref), "flights", "staging")
+    graph = deployment["spec"]["predictors"][0]["graph"]
+    assert graph["parameters"] == [{"name": "assay_model_sha256", "type": "STRING", "value": SHA["3"]}]
+    assert release_problems([model]) == [] and release_problems([deployment]) == []
 
 
 # ------------------------------------------------------------------------------ Core 2 releases
@@ -399,7 +435,8 @@ def test_a_core2_deploy_applies_the_versions_model_waits_until_ready_and_checks_
     patch, get, list_models, list_experiments = cluster.requests
     model = check_applied(patch, model_path("flights-staging-v3"))
     assert model["spec"] == {"storageUri": SOURCE["3"], "requirements": ["mlflow"], "memory": "2Gi",
-                             "replicas": 1, "server": "mlserver"}  # fmt: skip
+                             "replicas": 1, "server": "mlserver",
+                             "parameters": [{"name": "assay_model_sha256", "value": SHA["3"]}]}  # fmt: skip
     assert model["metadata"]["annotations"][seldon.SHA256_ANNOTATION] == SHA["3"]
     assert model["metadata"]["labels"] == {
         "app.kubernetes.io/part-of": "assay", "app.kubernetes.io/managed-by": "assay",
@@ -777,3 +814,19 @@ def test_every_call_the_deployer_makes_is_granted_to_assay_deployer(api_client, 
     assert {("models", "delete"), ("experiments", "delete"), ("models", "list"), ("models", "get"),
             ("seldondeployments", "get"), ("seldondeployments", "patch")} <= verbs  # fmt: skip
     assert ("seldondeployments", "delete") not in verbs
+
+
+def test_withdrawing_a_core2_release_deletes_its_models_and_leaves_the_other_environment(core2, cluster, registry):
+    core2.deploy(registry, "flights", "staging", "3")
+    core2.deploy(registry, "flights", "production", "3")
+    start = len(cluster.requests)
+    core2.withdraw(registry, "flights", "staging")
+    assert [c for c in cluster.calls(start) if c[0] == "DELETE"] == [("DELETE", model_path("flights-staging-v3"))]
+    assert core2.incumbent("flights", "staging") is None
+    assert core2.incumbent("flights", "production") == "3"
+
+
+def test_withdrawing_a_core_v1_release_is_refused_before_any_call(v1, cluster, registry):
+    with pytest.raises(SeldonDeployError, match="SeldonDeployment flights-staging .*needs a person"):
+        v1.withdraw(registry, "flights", "staging")
+    assert cluster.requests == []

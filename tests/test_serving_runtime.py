@@ -19,6 +19,7 @@ from assay.settings import REPO_ROOT
 from serving.requests import predictions, v2_request
 from serving.runtime import AssayMLflowRuntime, RequestRejected, decode_columns
 from training import lightgbm_family, torch_family
+from training.artifacts import model_sha256
 from training.pyfunc import AssayPyfunc, pip_requirements
 from training.tabular import FeatureSet
 from training.train import model_input, model_signature
@@ -78,8 +79,9 @@ def held_out() -> pl.DataFrame:
 
 
 def load(path) -> AssayMLflowRuntime:
+    expected = {"assay_model_sha256": model_sha256(path)}  # the runtime refuses a model it cannot verify
     runtime = AssayMLflowRuntime(ModelSettings(name="m", implementation=AssayMLflowRuntime,
-                                               parameters=ModelParameters(uri=str(path), version="1")))
+                                               parameters=ModelParameters(uri=str(path), version="1", extra=expected)))
     asyncio.run(runtime.load())
     return runtime
 

@@ -4,8 +4,10 @@
 
 It imports `dagster_pipes`, never Dagster: the same code runs in a pod built from any image that has
 the training stack. It reads the frozen training-set snapshot, splits it by time, trains one model
-family, scores it (and the current champion) on the same holdout, logs everything to MLflow,
-registers a model version with its provenance, and reports the metadata and the gates back.
+family, scores it (and the current champion, loaded only once its files hash to its recorded
+`assay.model_sha256`) on the same holdout, logs everything to MLflow, registers a model version
+with its provenance and two hashes (the payload's, taken before logging, and the whole logged
+model's, taken after), and reports the metadata and the gates back.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 import polars as pl
 from dagster_pipes import PipesContext, open_dagster_pipes
 
-from training.artifacts import GATE_TAG, payload_sha256
+from training.artifacts import GATE_TAG, MODEL_SHA256_TAG, PAYLOAD_SHA256_TAG, load_verified, model_sha256, payload_sha256
 from training.evaluation import (
     PRIMARY,
     Gate,
@@ -118,9 +120,8 @@ def model_signature(features: FeatureSet, task: str):
 def _champion_score(job: TrainingJob, holdout: pl.DataFrame, y: np.ndarray) -> float | None:
     if not job.champion:
         return None
-    import mlflow.pyfunc
-
-    model = mlflow.pyfunc.load_model(job.champion["uri"])
+    # The champion's files are hashed before it is unpickled: a replaced model must not run here either.
+    model = load_verified(job.champion["uri"], job.champion.get("model_sha256"))
     predictions = np.asarray(model.predict(model_input(holdout, job.features)), dtype=float)
     return metrics(y, predictions, job.features.task)[PRIMARY[job.features.task][0]]
 
@@ -143,7 +144,7 @@ def _inline(path: Path) -> str:
     return f"![{path.stem}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
 
 
-def _log_and_register(job, model, scores, table, plots, gates, payload, sha256, train_rows, holdout):
+def _log_and_register(job, model, scores, table, plots, gates, payload, sha256, train_rows, holdout, scratch):
     import mlflow
 
     from training.pyfunc import AssayPyfunc, pip_requirements
@@ -165,11 +166,17 @@ def _log_and_register(job, model, scores, table, plots, gates, payload, sha256, 
             pip_requirements=pip_requirements(job.family),
         )
         version = mlflow.register_model(info.model_uri, job.registered_model)
+        # The whole logged model can only be hashed once MLflow has written it (MLmodel names the
+        # run and the logged model): hash the folder as the registry hands it out.
+        scratch.mkdir(parents=True, exist_ok=True)
+        logged = model_sha256(Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{job.registered_model}/{version.version}", dst_path=str(scratch))))
     client = mlflow.MlflowClient()
     tags = {
         **job.provenance,
         "assay.family": job.family,
-        "assay.artifact_sha256": sha256,
+        PAYLOAD_SHA256_TAG: sha256,
+        MODEL_SHA256_TAG: logged,
         "assay.primary_metric": PRIMARY[job.features.task][0],
         "assay.primary_value": f"{scores[PRIMARY[job.features.task][0]]:.6f}",
         "assay.gates": json.dumps(sorted(g.name for g in gates)),
@@ -177,7 +184,7 @@ def _log_and_register(job, model, scores, table, plots, gates, payload, sha256, 
     }
     for key, value in tags.items():
         client.set_model_version_tag(job.registered_model, version.version, key, value)
-    return run.info.run_id, version.version
+    return run.info.run_id, version.version, logged
 
 
 def run(job: TrainingJob, log=print) -> tuple[dict, list[Gate]]:
@@ -212,8 +219,8 @@ def run(job: TrainingJob, log=print) -> tuple[dict, list[Gate]]:
         model.save(payload)
         sha256 = payload_sha256(payload)
         plots = _plots(job, y, p, model, Path(scratch))
-        mlflow_run, version = _log_and_register(job, model, scores, table, plots, gates, payload, sha256,
-                                                train.height + valid.height, holdout)
+        mlflow_run, version, logged = _log_and_register(job, model, scores, table, plots, gates, payload, sha256,
+                                                        train.height + valid.height, holdout, Path(scratch) / "logged")
         inline = "\n\n".join(_inline(path) for path in plots.values())
 
     metadata = {
@@ -222,6 +229,7 @@ def run(job: TrainingJob, log=print) -> tuple[dict, list[Gate]]:
         "mlflow_run_id": mlflow_run,
         "family": job.family,
         "artifact_sha256": sha256,
+        "model_sha256": logged,
         "training_set_sha256": job.snapshot_sha256,
         "train_seconds": round(train_seconds, 2),
         "train_rows": train.height + valid.height,

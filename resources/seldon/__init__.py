@@ -47,6 +47,7 @@ from resources.seldon.plan import (  # noqa: F401
     DEFAULT_CRDS_DIR,
     FIELD_MANAGER,
     MANAGED_BY,
+    MODEL_SHA256_PARAMETER,
     ModelRef,
     PART_OF,
     PREPACKAGED_SERVERS,

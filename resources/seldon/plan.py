@@ -49,6 +49,9 @@ VERSION_LABEL = "assay.dev/model-version"
 ROLE_LABEL = "assay.dev/role"
 SHA256_ANNOTATION = "assay.dev/artifact-sha256"
 STRATEGY_ANNOTATION = "assay.dev/release-strategy"
+# The model's load parameter that carries its expected whole-model sha256: Assay's runtime
+# (serving/runtime.py) hashes the fetched folder against it before MLflow unpickles anything.
+MODEL_SHA256_PARAMETER = "assay_model_sha256"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -130,7 +133,8 @@ def dns_name(value: str) -> str:
 @dataclass(frozen=True)
 class ModelRef:
     """One registered model version: its registry version, where its MLflow model folder lies
-    (the folder with MLmodel), and the payload's sha256 recorded at training."""
+    (the folder with MLmodel), and the whole model folder's sha256 recorded at training
+    (`assay.model_sha256`, training/artifacts.py)."""
 
     version: str
     storage_uri: str

@@ -7,6 +7,7 @@ from typing import Any
 
 from resources.seldon.plan import (
     CORE2_API_VERSION,
+    MODEL_SHA256_PARAMETER,
     ModelRef,
     ROLE_LABEL,
     ReleasePlan,
@@ -27,6 +28,7 @@ def render_core2(plan: ReleasePlan) -> list[dict]:
             "memory": plan.resources.memory,
             "replicas": plan.replicas,
             "server": plan.server,
+            "parameters": [{"name": MODEL_SHA256_PARAMETER, "value": ref.sha256}],
         }
         if plan.storage_secret:
             spec["secretName"] = plan.storage_secret
@@ -75,6 +77,7 @@ def render_v1(plan: ReleasePlan) -> list[dict]:
             "type": "MODEL",
             "implementation": plan.implementation,
             "modelUri": ref.storage_uri,
+            "parameters": [{"name": MODEL_SHA256_PARAMETER, "type": "STRING", "value": ref.sha256}],
             "children": [],
         }
         if plan.storage_secret:
