@@ -23,7 +23,7 @@ from resources.serving import LocalModelServer
 from serving import inference_log
 from serving.requests import v2_request
 from training import lightgbm_family
-from training.artifacts import payload_sha256
+from training.artifacts import model_sha256
 from training.pyfunc import AssayPyfunc, pip_requirements
 from training.tabular import FeatureSet
 from training.train import model_input, model_signature
@@ -77,7 +77,7 @@ def server(tmp_path_factory):
         spec_with_limits(folder / "usecases", name)
     port = free_ports()
     served = LocalModelServer(root=str(folder / "serving"), http_port=port, grpc_port=port + 1, metrics_port=port + 2)
-    sha = payload_sha256(next((folder / "pyfunc").rglob("payload")))
+    sha = model_sha256(folder / "pyfunc")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ASSAY_USECASES_DIR", str(folder / "usecases"))
         for name in LIMITS:
