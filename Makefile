@@ -4,18 +4,25 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+STARTUP_HOOK := $(VENV)/.startup_hook
 MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '/target/')
 
 .PHONY: install demo test test-slow ui mlflow-ui clean bench lock
 
-install: $(INSTALLED) $(MANIFEST)
+install: $(INSTALLED) $(STARTUP_HOOK) $(MANIFEST)
 
 $(INSTALLED): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH (or: make PYTHON=python3)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# DAGSTER_HOME follows ASSAY_HOME in every process of the venv, the plain `dagster` CLI included (a .pth
+# file: assay/startup_hook.py says why).
+$(STARTUP_HOOK): $(INSTALLED) assay/startup_hook.py
+	$(BIN)/python -m assay.startup_hook
 	touch $@
 
 # The dbt manifest is prepared at setup, never at import (dagster-dbt reads it when definitions load).

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assay.interrupted_runs import fail_interrupted_runs_at_start
 from assay.settings import prepare_environment, usecases_dir
 from assay.spec import load_specs
 from assets.use_case import build_use_case
@@ -11,6 +12,7 @@ from automation.retrain import build_retrain_sensor
 from resources.environments import build_resources, dbt_project
 
 layout = prepare_environment()
+fail_interrupted_runs_at_start()  # a run killed with -9 is failed, not left STARTED forever
 project = dbt_project()
 specs = load_specs(usecases_dir())
 

@@ -299,16 +299,17 @@ def window_days(spec: UseCase, start: str | None, end: str | None, window: str |
 def _stored_partition(warehouse, spec: UseCase, name: str, table, partition: str | None):
     import polars as pl
 
-    from assets.ingest import raw_table_name
+    from assay import sql
+    from assets.ingest import raw_table_sql
 
-    columns = ", ".join(f'"{c}"' for c in table.columns)
+    columns = sql.identifiers(table.columns)
     where, args = ("WHERE _partition = ?", [date.fromisoformat(partition)]) if partition else ("", [])
     with warehouse.reader() as connection:
         try:
-            frame = connection.execute(f"SELECT {columns} FROM {raw_table_name(spec.name, name)} {where}", args).pl()
+            frame = connection.execute(f"SELECT {columns} FROM {raw_table_sql(spec.name, name)} {where}", args).pl()
             lineage = connection.execute(
                 f"SELECT min(_landing_file), min(_landing_sha256), min(_loaded_at) FROM "
-                f"{raw_table_name(spec.name, name)} {where}", args).fetchone()
+                f"{raw_table_sql(spec.name, name)} {where}", args).fetchone()
         except Exception:  # noqa: BLE001 - a dropped table is a missing partition
             return None, (None, None, None)
     return (frame if frame.height else pl.DataFrame()), lineage

@@ -86,19 +86,54 @@ concurrency:
 """
 
 
+# The DAGSTER_HOME that Assay exported itself: a value equal to it was derived, not chosen, so it may
+# follow a new ASSAY_HOME (a child process, or a test pointing at another state folder).
+DERIVED_DAGSTER_HOME = "ASSAY_DERIVED_DAGSTER_HOME"
+
+
+class StateMismatch(RuntimeError):
+    """DAGSTER_HOME names a Dagster instance outside the state folder ASSAY_HOME names."""
+
+
+def export_dagster_home(layout: StateLayout) -> None:
+    """Point DAGSTER_HOME at the state folder's instance, creating it with its dagster.yaml.
+
+    Locally DAGSTER_HOME is derived from ASSAY_HOME, never configured beside it. A DAGSTER_HOME the user
+    set that disagrees is an error rather than either side winning silently: following it would put
+    runs in one instance and their data in another state (the bug this prevents), and overriding it
+    would ignore what the user asked for. On Kubernetes the Helm chart's DAGSTER_HOME (its Postgres
+    instance) is kept as it is.
+    """
+    wanted = str(layout.dagster_home)
+    if environment() != "local":
+        os.environ.setdefault("DAGSTER_HOME", wanted)
+        return
+    current = os.environ.get("DAGSTER_HOME")
+    chosen = current and current != os.environ.get(DERIVED_DAGSTER_HOME)
+    if chosen and Path(current).expanduser().resolve() != layout.dagster_home:
+        raise StateMismatch(
+            f"DAGSTER_HOME={current} but ASSAY_HOME={layout.root} keeps its Dagster instance in {wanted}: "
+            "runs would land in one state and their data in another. Unset DAGSTER_HOME (Assay derives it "
+            "from ASSAY_HOME) or set ASSAY_HOME to the state folder that holds that instance.")
+    layout.dagster_home.mkdir(parents=True, exist_ok=True)
+    dagster_yaml = layout.dagster_home / "dagster.yaml"
+    if not dagster_yaml.exists():
+        dagster_yaml.write_text(_DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = os.environ[DERIVED_DAGSTER_HOME] = wanted
+
+
 def prepare_environment() -> StateLayout:
     """Create the state folder and export the variables every process (Dagster, dbt) reads.
 
     Called by the CLI before it starts Dagster or dbt, and by definitions.py, so a run launched
-    from the UI sees the same warehouse as `assay replay` and the tests.
+    from the UI sees the same warehouse as `assay replay` and the tests. The plain `dagster` CLI
+    resolves its instance before it loads definitions.py: for it, the interpreter start-up hook
+    (assay/startup_hook.py, installed by `make install`) calls `export_dagster_home` first.
     """
     layout = state()
-    for path in (layout.dagster_home, layout.landing, layout.quarantine, layout.snapshots, layout.mlflow):
+    for path in (layout.landing, layout.quarantine, layout.snapshots, layout.mlflow):
         path.mkdir(parents=True, exist_ok=True)
-    dagster_yaml = layout.dagster_home / "dagster.yaml"
-    if not dagster_yaml.exists():
-        dagster_yaml.write_text(_DAGSTER_YAML)
-    os.environ.setdefault("DAGSTER_HOME", str(layout.dagster_home))
+    export_dagster_home(layout)
     os.environ["ASSAY_WAREHOUSE_PATH"] = str(layout.warehouse)  # dbt's profile reads it
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return layout

@@ -353,6 +353,23 @@ class UseCase(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _sql_names(self) -> UseCase:
+        """Every name that becomes a SQL identifier (a column, a dbt model) follows the table-name rule,
+        so a spec cannot smuggle quoting or SQL into the statements built from it."""
+        f = self.features
+        named = [(f"tables.{t}.columns", c) for t, table in self.tables.items() for c in table.columns]
+        named += [("features.entity", f.entity), ("features.timestamp", f.timestamp), ("features.target", f.target)]
+        named += [(f"features.{field}", name) for field, names in (
+            ("dbt_models", f.dbt_models), ("columns.numeric", f.columns.numeric),
+            ("columns.categorical", f.columns.categorical), ("known_after_prediction", f.known_after_prediction))
+            for name in names]
+        bad = [f"{where}: {name!r}" for where, name in named if not NAME.match(name)]
+        if bad:
+            raise ValueError(f"names used as SQL identifiers must be lower_snake_case ({NAME.pattern}): "
+                             + "; ".join(bad))
+        return self
+
+    @model_validator(mode="after")
     def _monitoring(self) -> UseCase:
         columns = self.features.columns
         unknown = [f for f in self.monitoring.features or [] if f not in {*columns.numeric, *columns.categorical}]

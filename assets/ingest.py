@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import polars as pl
 
+from assay import sql
 from assay.contract import (
     DUCKDB_TYPES,
     ContractViolation,
@@ -48,6 +49,11 @@ def raw_table_name(use_case: str, table: str) -> str:
     return f"{use_case}.raw_{table}"
 
 
+def raw_table_sql(use_case: str, table: str) -> str:
+    """The raw table as SQL names it, quoted."""
+    return sql.table(*raw_table_name(use_case, table).split("."))
+
+
 def table_schema(table: Table) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[
@@ -63,12 +69,12 @@ def contract_version(table: Table) -> str:
 
 
 def _create_table(connection, use_case: str, name: str, table: Table) -> None:
-    columns = [f'"{c}" {DUCKDB_TYPES[col.type]}' for c, col in table.columns.items()]
+    columns = [f"{sql.identifier(c)} {DUCKDB_TYPES[col.type]}" for c, col in table.columns.items()]
     if table.partitioned:
         columns.append("_partition DATE NOT NULL")
     columns += [f"{c} {t}" for c, t in LINEAGE_COLUMNS.items()]
-    connection.execute(f"CREATE SCHEMA IF NOT EXISTS {use_case}")
-    connection.execute(f"CREATE TABLE IF NOT EXISTS {raw_table_name(use_case, name)} ({', '.join(columns)})")
+    connection.execute(f"CREATE SCHEMA IF NOT EXISTS {sql.identifier(use_case)}")
+    connection.execute(f"CREATE TABLE IF NOT EXISTS {raw_table_sql(use_case, name)} ({', '.join(columns)})")
 
 
 def _trailing_counts(connection, qualified: str, partition: date, days: int) -> list[int]:
@@ -84,7 +90,7 @@ def store_partition(
     partition: date | None, landing_file: str, landing_sha256: str,
 ) -> list[int]:
     """Replace one partition (or the whole dimension) atomically; return the trailing counts."""
-    qualified = raw_table_name(use_case, name)
+    qualified = raw_table_sql(use_case, name)
     stamped = frame.with_columns(
         *([pl.lit(partition).alias("_partition")] if table.partitioned else []),
         pl.lit(landing_file).alias("_landing_file"),

@@ -16,6 +16,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from assay import sql
 from assay.settings import state
 from assay.spec import UseCase
 from resources.deployer import Deployer
@@ -29,7 +30,8 @@ LOG_COLUMNS = {
 
 
 def log_table(spec: UseCase) -> str:
-    return f"{spec.name}.inference_log"
+    """The use case's inference log table as SQL names it, quoted."""
+    return sql.table(spec.name, "inference_log")
 
 
 def store_log_day(warehouse: Warehouse, spec: UseCase, day: str, lines: list[dict]) -> int:
@@ -43,7 +45,7 @@ def store_log_day(warehouse: Warehouse, spec: UseCase, day: str, lines: list[dic
     )
     columns = ", ".join(f"{name} {kind}" for name, kind in LOG_COLUMNS.items())
     with warehouse.writer() as connection:
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {spec.name}")
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {sql.identifier(spec.name)}")
         connection.execute(f"CREATE TABLE IF NOT EXISTS {log_table(spec)} (_partition DATE, {columns})")
         connection.register("incoming", frame.to_arrow())
         connection.execute("BEGIN TRANSACTION")
@@ -187,8 +189,9 @@ def build_monitoring(spec: UseCase, partitions: dg.PartitionsDefinition) -> list
             raise dg.Failure(f"no predictions were logged on {day}: nothing to score")
         with warehouse.reader() as connection:
             outcomes = connection.execute(
-                f'SELECT CAST("{f.entity}" AS VARCHAR) AS entity_id, "{f.target}" AS target '
-                f'FROM {spec.name}.{f.training_model} WHERE CAST("{f.timestamp}" AS DATE) = ?', [day]).pl()
+                f"SELECT CAST({sql.identifier(f.entity)} AS VARCHAR) AS entity_id, {sql.identifier(f.target)} AS target "
+                f"FROM {sql.table(spec.name, f.training_model)} WHERE CAST({sql.identifier(f.timestamp)} AS DATE) = ?",
+                [day]).pl()
         found = measure(log, outcomes, f.task, key="entity_id", target="target", predicted_at="event_time")
         version = serving_version(log)
         serving = found[version]

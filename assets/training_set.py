@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from assay import sql
 from assay.settings import state
 from assay.spec import UseCase
 from resources.warehouse import Warehouse
@@ -26,19 +27,20 @@ def training_columns(spec: UseCase) -> list[str]:
 def read_training_window(warehouse: Warehouse, spec: UseCase) -> pl.DataFrame:
     """Rows of the last `window_days` days of features that have a known label."""
     f = spec.features
-    columns = ", ".join(f'"{c}"' for c in training_columns(spec))
-    table = f"{spec.name}.{f.training_model}"
+    columns = sql.identifiers(training_columns(spec))
+    table = sql.table(spec.name, f.training_model)
+    target, timestamp, entity = sql.identifier(f.target), sql.identifier(f.timestamp), sql.identifier(f.entity)
     with warehouse.reader() as connection:
         frame = connection.execute(
             f"""
             SELECT {columns} FROM {table}
-            WHERE "{f.target}" IS NOT NULL
-              AND "{f.timestamp}" > (SELECT max("{f.timestamp}") FROM {table}) - INTERVAL {spec.training.window_days} DAY
-            ORDER BY "{f.entity}"
-            """
+            WHERE {target} IS NOT NULL
+              AND {timestamp} > (SELECT max({timestamp}) FROM {table}) - INTERVAL (?) DAY
+            ORDER BY {entity}
+            """, [spec.training.window_days]
         ).pl()
     if frame.is_empty():
-        raise dg.Failure(f"{table} has no labelled rows yet: materialize the features first")
+        raise dg.Failure(f"{spec.name}.{f.training_model} has no labelled rows yet: materialize the features first")
     return frame
 
 

@@ -17,6 +17,7 @@ from datetime import date, timedelta
 import dagster as dg
 import polars as pl
 
+from assay import sql
 from assay.releases import history
 from assay.replay import replay
 from assay.settings import state
@@ -62,11 +63,12 @@ def step_seconds(instance: dg.DagsterInstance, run_id: str) -> float:
 def send_day(spec: UseCase, endpoint, warehouse, day: str) -> tuple[int, int]:
     """The day's feature rows (no outcome) to the served model, one request per scheduled hour."""
     f = spec.features
-    columns = ", ".join(f'"{c}"' for c in [f.entity, f.timestamp, *f.columns.numeric, *f.columns.categorical])
+    columns = sql.identifiers([f.entity, f.timestamp, *f.columns.numeric, *f.columns.categorical])
+    timestamp, entity = sql.identifier(f.timestamp), sql.identifier(f.entity)
     with warehouse.reader() as connection:
         rows = connection.execute(
-            f'SELECT {columns} FROM {spec.name}.{f.training_model} WHERE CAST("{f.timestamp}" AS DATE) = ? '
-            f'ORDER BY "{f.timestamp}", "{f.entity}"', [day]).pl()
+            f"SELECT {columns} FROM {sql.table(spec.name, f.training_model)} WHERE CAST({timestamp} AS DATE) = ? "
+            f"ORDER BY {timestamp}, {entity}", [day]).pl()
     requests = 0
     for (hour,), batch in rows.group_by(pl.col(f.timestamp).dt.truncate("1h"), maintain_order=True):
         body = v2_request(batch, f.columns.numeric, f.columns.categorical)

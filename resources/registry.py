@@ -7,7 +7,9 @@ loads a version: its files are hashed against `assay.model_sha256` before MLflow
 (training/artifacts.py). The registry is also the second witness of the release and approval logs:
 each use case's registered model carries the count and last hash of its entries in each log
 (`witness_log`), so a log deleted or cut short with its head file is still found out (assay/releases.py).
-MLflow is imported lazily: the code location should not pay its 2-3 s import to load.
+A registry opened from a copied or moved state folder first points its artifact locations at its own
+folder (`follow_moved_state`). MLflow is imported lazily: the code location should not pay its 2-3 s
+import to load.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assay import sql
 from training.artifacts import (
     GATE_TAG,
     MODEL_SHA256_TAG,
@@ -74,6 +77,57 @@ def _point_mlflow_at(uri: str) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = chosen
 
 
+# Where MLflow's SQLite store keeps absolute artifact locations: a state folder copied or moved
+# (`cp -a .assay other`) would otherwise keep downloading from, and logging into, the original.
+_ARTIFACT_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                     ("logged_models", "artifact_location"), ("model_versions", "storage_location"),
+                     ("model_versions", "source"))
+ARTIFACT_ROOT_MARKER = "artifact_root"  # beside mlflow.db: the artifact root its paths were written under
+
+
+def _moved(value: str | None, old: str, new: str) -> str | None:
+    """`value` with the artifact root `old` replaced by `new` (a plain path or a file:// URI), or None
+    where it is not under `old`."""
+    if not value:
+        return None
+    for prefix in (old, f"file://{old}"):
+        if value == prefix or value.startswith(f"{prefix}/"):
+            return prefix[: len(prefix) - len(old)] + new + value[len(prefix):]
+    return None
+
+
+def follow_moved_state(database: Path, artifact_root: Path) -> int:
+    """Point the store's artifact locations at `artifact_root` if the state folder was copied or moved
+    since they were written; returns how many locations changed.
+
+    MLflow keeps no relative locations, so the store records the root its locations are under (a file
+    beside it) and, opened from another root, rewrites them before anything reads or logs. The copy
+    then serves from its own artifacts, and deleting the original's breaks nothing.
+    """
+    import sqlite3
+
+    marker = database.parent / ARTIFACT_ROOT_MARKER
+    new = str(artifact_root)
+    old = marker.read_text().strip() if marker.exists() else new
+    changed = 0
+    if old != new and database.exists():
+        with sqlite3.connect(database) as store:  # one transaction: all locations move, or none
+            tables = {row[0] for row in store.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for table, column in _ARTIFACT_COLUMNS:
+                if table not in tables:
+                    continue
+                name, field = sql.identifier(table), sql.identifier(column)
+                for rowid, value in store.execute(f"SELECT rowid, {field} FROM {name}").fetchall():
+                    moved = _moved(value, old, new)
+                    if moved is not None:
+                        store.execute(f"UPDATE {name} SET {field} = ? WHERE rowid = ?", (moved, rowid))
+                        changed += 1
+    if old != new or not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{new}\n")
+    return changed
+
+
 class ModelRegistry(dg.ConfigurableResource):
     """MLflow tracking + registry: SQLite and a local artifact folder by default, a server by URI."""
 
@@ -88,6 +142,8 @@ class ModelRegistry(dg.ConfigurableResource):
     def client(self):
         import mlflow
 
+        if self.tracking_uri.startswith("sqlite:///") and self.artifact_root:
+            follow_moved_state(Path(self.tracking_uri.removeprefix("sqlite:///")), Path(self.artifact_root))
         _point_mlflow_at(self.tracking_uri)
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
 

@@ -1,6 +1,7 @@
 """Local serving: MLServer as its own process on loopback, serving registered model versions.
 
-The process is managed the way users expect of a server: one per state folder (a pid file), a busy
+The process is managed the way users expect of a server: one per state folder (a pid file naming
+the folder and the process, so a copied folder's file never signals the original's server), a busy
 port or a stale pid file is a clear error and never a silent second server, and what it serves is
 generated from the registry. Before a version is served the whole model folder is hashed and compared
 with the `assay.model_sha256` recorded at training: a swapped payload, an edited code/ file or a replaced
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from assay.processes import alive as _alive
+from assay.processes import is_same_process, started_at
 from assay.settings import REPO_ROOT, usecases_dir
 from assay.spec import Serving, load_spec
 from serving.inference_log import LOG_DIR_ENV
@@ -64,19 +67,11 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
-    try:  # a server this process started and that has exited is a zombie until reaped
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
+def _cmdline(pid: int) -> str:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def serving_parameters(name: str) -> dict:
@@ -113,12 +108,27 @@ class LocalModelServer(dg.ConfigurableResource):
     def _pid_file(self) -> Path:
         return Path(self.root) / "mlserver.pid"
 
+    def record(self, pid: int) -> None:
+        """Write the pid file of this folder's server: its pid, its start time and this folder, so the
+        file identifies the process even after the folder is copied or the pid is reused."""
+        self._pid_file.write_text(json.dumps({"pid": pid, "started_at": started_at(pid),
+                                              "root": str(Path(self.root).resolve()), "url": self.url}) + "\n")
+
     def pid(self) -> int | None:
-        """The server's pid, or None; a pid file whose process is gone is stale and is removed."""
+        """The server's pid, or None. A pid file whose process is gone, whose pid now names another
+        process, or that was written for another folder (a copied state) is stale and is removed:
+        only this folder's own server is ever signalled."""
         if not self._pid_file.exists():
             return None
-        pid = int(self._pid_file.read_text().split()[0])
-        if _alive(pid):
+        text = self._pid_file.read_text()
+        try:
+            recorded = json.loads(text)
+        except json.JSONDecodeError:  # a server started before pid files said whose they are
+            recorded = {"pid": int(text.split()[0]), "started_at": None, "root": None}
+        pid = int(recorded["pid"])
+        ours = (recorded["root"] == str(Path(self.root).resolve()) if recorded["root"] is not None
+                else f"start {Path(self.root)}" in _cmdline(pid))
+        if ours and is_same_process(pid, recorded["started_at"]):
             return pid
         self._pid_file.unlink()
         return None
@@ -209,7 +219,7 @@ class LocalModelServer(dg.ConfigurableResource):
             [sys.executable, "-m", "serving.server", str(root)],
             cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
-        self._pid_file.write_text(f"{process.pid} {self.url}\n")
+        self.record(process.pid)
         self.wait_ready(process)
         return process.pid
 

@@ -4,6 +4,9 @@ behind by an earlier state folder in the same process."""
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
+import subprocess
 
 from assay.settings import StateLayout, mlflow_tracking_uri
 from resources.registry import ModelRegistry
@@ -31,3 +34,43 @@ def test_a_tracking_server_chosen_in_the_environment_stays_chosen(tmp_path, monk
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.example.com"
     assert mlflow_tracking_uri(layout) == "http://mlflow.example.com"
 
+
+
+def _state_with_a_registered_model(layout: StateLayout) -> ModelRegistry:
+    import mlflow
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    layout.mlflow.mkdir(parents=True)
+    registry = ModelRegistry(tracking_uri=mlflow_tracking_uri(layout), artifact_root=str(layout.mlflow / "artifacts"))
+    registry.ensure_experiment("echo")
+    client = registry.client()
+    experiment = client.get_experiment_by_name("echo").experiment_id
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.pyfunc.log_model(name="model", python_model=Echo())
+    mlflow.register_model(info.model_uri, "echo")
+    return registry
+
+
+def test_a_copied_state_downloads_its_models_from_the_copy_even_once_the_original_is_gone(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    original, copy = StateLayout(tmp_path / "original"), StateLayout(tmp_path / "copy")
+    _state_with_a_registered_model(original)
+    subprocess.run(["cp", "-a", str(original.root), str(copy.root)], check=True)
+    shutil.rmtree(original.mlflow / "artifacts")
+
+    registry = ModelRegistry(tracking_uri=mlflow_tracking_uri(copy), artifact_root=str(copy.mlflow / "artifacts"))
+    downloaded = registry.download("echo", "1", tmp_path / "download")
+
+    assert (downloaded / "MLmodel").exists()
+    with sqlite3.connect(copy.mlflow / "mlflow.db") as store:  # what MLflow's client does not show
+        (stored,) = store.execute("SELECT storage_location FROM model_versions").fetchone()
+    assert stored.startswith(str(copy.mlflow / "artifacts"))
+    with mlflow.start_run(experiment_id=registry.client().get_experiment_by_name("echo").experiment_id) as run:
+        mlflow.log_text("written by the copy", "note.txt")
+    assert (copy.mlflow / "artifacts" / "echo" / run.info.run_id / "artifacts" / "note.txt").exists()
+    assert not (original.mlflow / "artifacts").exists()
