@@ -203,7 +203,7 @@ def _training_set(instance, spec: UseCase, layout, tags: dict) -> tuple[dict, li
         if metadata.get("sha256") == sha:
             recorded = (record, metadata)
             break
-    path = layout.snapshots / spec.name / "training_set" / f"{sha}.parquet"
+    path = layout.training_snapshot(spec.name, sha)
     section = {"sha256": sha, "path": str(path), "window": tags.get("assay.training_window"),
                "rows": None, "materialized": None, "run_id": None, "window_start": None, "window_end": None}
     if recorded:
@@ -211,8 +211,6 @@ def _training_set(instance, spec: UseCase, layout, tags: dict) -> tuple[dict, li
         section.update(rows=metadata.get("dagster/row_count"), materialized=_when(record.timestamp),
                        run_id=record.run_id, window_start=metadata.get("window_start"),
                        window_end=metadata.get("window_end"))
-        path = Path(metadata.get("snapshot") or path)
-        section["path"] = str(path)
     if not path.exists():
         link = _link("training_snapshot", path.name, sha, None, "missing", f"no snapshot file at {path}")
     else:
@@ -346,7 +344,8 @@ def _raw_and_landing(instance, spec: UseCase, days: list[str], warehouse, landin
                                    f"{frame.height} stored rows hash to the recorded data version" if ok else
                                    f"{frame.height} stored rows hash to {actual[:16]}…, not the recorded "
                                    f"{str(recorded)[:16]}… of run {record.run_id[:8]}"))
-            path = Path(metadata["landing_file"]) if metadata.get("landing_file") else landing.path_for(spec.name, name, partition)
+            # This state's landing slot, not the recorded path: a copied state audits its own files.
+            path = landing.path_for(spec.name, name, partition)
             expected = metadata.get("landing_sha256")
             quarantined = landing.quarantined(spec.name, name, partition)
             entry = {"table": name, "partition": partition, "path": str(path), "recorded_sha256": expected,

@@ -49,6 +49,11 @@ class StateLayout:
     def snapshots(self) -> Path:
         return self.root / "snapshots"
 
+    def training_snapshot(self, use_case: str, sha256: str) -> Path:
+        """A training-set snapshot, found by its hash under this state: never by a path recorded in an
+        event, which names whichever folder the state was in when it was written (a copy must read its own)."""
+        return self.snapshots / use_case / "training_set" / f"{sha256}.parquet"
+
     @property
     def mlflow(self) -> Path:
         return self.root / "mlflow"

@@ -47,7 +47,7 @@ GATES = {
 def _snapshot(spec: UseCase, version) -> pl.DataFrame:
     """The training-set snapshot the version was trained on."""
     sha = version.tags["assay.training_set_sha256"]
-    return pl.read_parquet(state().snapshots / spec.name / "training_set" / f"{sha}.parquet")
+    return pl.read_parquet(state().training_snapshot(spec.name, sha))
 
 
 def _sample(spec: UseCase, registry: ModelRegistry, version) -> pl.DataFrame:

@@ -84,7 +84,7 @@ def job_extras(spec: UseCase, family: str, snapshot: dict, champion, provenance:
     return {
         "use_case": spec.name,
         "family": family,
-        "snapshot": snapshot["snapshot"],
+        "snapshot": str(state().training_snapshot(spec.name, snapshot["sha256"])),
         "snapshot_sha256": snapshot["sha256"],
         "features": {"numeric": f.columns.numeric, "categorical": f.columns.categorical, "target": f.target,
                      "task": f.task, "timestamp": f.timestamp, "slices": f.slices,

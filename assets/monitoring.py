@@ -93,7 +93,7 @@ def reference_frame(spec: UseCase, registry: ModelRegistry, version: str) -> pl.
     from training.tabular import FeatureSet
     from training.train import model_input
 
-    frame = pl.read_parquet(snapshots / "training_set" / f"{sha}.parquet")
+    frame = pl.read_parquet(state().training_snapshot(spec.name, sha))
     f = spec.features
     features = FeatureSet(f.columns.numeric, f.columns.categorical, f.target, f.task)
     model = registry.load_model(spec.name, version)  # its files hashed against the record before unpickling

@@ -161,7 +161,8 @@ class LocalModelServer(dg.ConfigurableResource):
         (target / "model-settings.json").write_text(json.dumps({
             "name": name,
             "implementation": RUNTIME,
-            "parameters": {"uri": str(target / "artifact"), "version": str(version), **serving_parameters(name),
+            # Relative to this file (MLServer resolves it so): a copied state serves its own copy.
+            "parameters": {"uri": "artifact", "version": str(version), **serving_parameters(name),
                            "extra": {EXPECTED_SHA256_PARAMETER: expected_sha256}},
         }, indent=2))
 

@@ -74,3 +74,44 @@ def test_a_copied_state_downloads_its_models_from_the_copy_even_once_the_origina
         mlflow.log_text("written by the copy", "note.txt")
     assert (copy.mlflow / "artifacts" / "echo" / run.info.run_id / "artifacts" / "note.txt").exists()
     assert not (original.mlflow / "artifacts").exists()
+
+
+def test_a_copied_state_serves_its_own_staged_model_files(tmp_path):
+    """The model settings name their artifact relative to themselves, as MLServer resolves them: the copy's
+    server loads the copy's files, and the original's may be gone."""
+    import asyncio
+    import json
+
+    from mlserver.settings import ModelSettings
+    from mlserver.utils import get_model_uri
+
+    from resources.serving import LocalModelServer
+    from training.artifacts import model_sha256
+
+    model = tmp_path / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "MLmodel").write_text("flavors: {}\n")
+    (model / "code" / "wrapper.py").write_text("VALUE = 1\n")
+    original = LocalModelServer(root=str(tmp_path / "original" / "serving"))
+    original.stage("echo", "1", model, model_sha256(model))
+    subprocess.run(["cp", "-a", str(tmp_path / "original"), str(tmp_path / "copy")], check=True)
+    shutil.rmtree(tmp_path / "original")
+
+    settings_file = tmp_path / "copy" / "serving" / "models" / "echo-v1" / "model-settings.json"
+    settings = ModelSettings.parse_file(str(settings_file))
+    resolved = asyncio.run(get_model_uri(settings))
+
+    assert resolved == str(settings_file.parent / "artifact")
+    assert model_sha256(settings_file.parent / "artifact") == json.loads(settings_file.read_text())["parameters"]["extra"]["assay_model_sha256"]
+
+
+def test_a_copied_state_trains_on_its_own_snapshot_not_the_path_recorded_in_the_event(tmp_path, monkeypatch, weather_spec):
+    from assets.models import job_extras
+
+    monkeypatch.setenv("ASSAY_HOME", str(tmp_path / "copy"))
+    recorded = {"snapshot": str(tmp_path / "original" / "snapshots" / "weather" / "training_set" / "abc.parquet"),
+                "sha256": "abc", "window_start": "2013-01-01", "window_end": "2013-01-14"}
+
+    extras = job_extras(weather_spec, "lightgbm", recorded, None, {})
+
+    assert extras["snapshot"] == str((tmp_path / "copy").resolve() / "snapshots" / "weather" / "training_set" / "abc.parquet")
