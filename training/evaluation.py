@@ -89,8 +89,12 @@ def floor_gate(scores: dict[str, float], task: str, gates: dict) -> Gate:
 
 
 def no_regression_gate(candidate: float | None, champion: float | None, task: str, tolerance: float,
-                       champion_version: str | None) -> Gate:
+                       champion_version: str | None, champion_refused: str | None = None) -> Gate:
     metric, higher = PRIMARY[task]
+    if champion_refused is not None:
+        return Gate("no_regression", True, f"champion v{champion_version} not compared: its stored model was "
+                    f"refused ({champion_refused})", {"champion_version": champion_version,
+                    "champion_refused": champion_refused, metric: round(candidate, 4)})
     if champion is None:
         return Gate("no_regression", True, "no champion yet: the first model of this use case passes by default",
                     {"champion_version": None, metric: round(candidate, 4)})

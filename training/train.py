@@ -25,7 +25,15 @@ import numpy as np
 import polars as pl
 from dagster_pipes import PipesContext, open_dagster_pipes
 
-from training.artifacts import GATE_TAG, MODEL_SHA256_TAG, PAYLOAD_SHA256_TAG, load_verified, model_sha256, payload_sha256
+from training.artifacts import (
+    GATE_TAG,
+    MODEL_SHA256_TAG,
+    PAYLOAD_SHA256_TAG,
+    ArtifactMismatch,
+    load_verified,
+    model_sha256,
+    payload_sha256,
+)
 from training.evaluation import (
     PRIMARY,
     Gate,
@@ -117,13 +125,20 @@ def model_signature(features: FeatureSet, task: str):
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", "prediction")]))
 
 
-def _champion_score(job: TrainingJob, holdout: pl.DataFrame, y: np.ndarray) -> float | None:
+def _champion_score(job: TrainingJob, holdout: pl.DataFrame, y: np.ndarray) -> tuple[float | None, str | None]:
+    """(the champion's score on this holdout, or None; why it was not loaded, or None).
+
+    The champion's files are hashed before it is unpickled: a replaced model must not run here either.
+    A champion whose stored model changed is not compared with, and the refusal is the no-regression
+    gate's evidence; failing the retrain instead would leave the tampered version champion for good."""
     if not job.champion:
-        return None
-    # The champion's files are hashed before it is unpickled: a replaced model must not run here either.
-    model = load_verified(job.champion["uri"], job.champion.get("model_sha256"))
+        return None, None
+    try:
+        model = load_verified(job.champion["uri"], job.champion.get("model_sha256"))
+    except ArtifactMismatch as refusal:
+        return None, str(refusal)
     predictions = np.asarray(model.predict(model_input(holdout, job.features)), dtype=float)
-    return metrics(y, predictions, job.features.task)[PRIMARY[job.features.task][0]]
+    return metrics(y, predictions, job.features.task)[PRIMARY[job.features.task][0]], None
 
 
 def _plots(job: TrainingJob, y, p, model, folder: Path) -> dict[str, Path]:
@@ -201,12 +216,12 @@ def run(job: TrainingJob, log=print) -> tuple[dict, list[Gate]]:
     scores = metrics(y, p, task)
     table = slice_table(holdout, y, p, job.slices, task)
     metric = PRIMARY[task][0]
-    champion = _champion_score(job, holdout, y)
+    champion, champion_refused = _champion_score(job, holdout, y)
     columns = job.features.numeric + job.features.categorical
     gates = [
         floor_gate(scores, task, job.gates),
         no_regression_gate(scores[metric], champion, task, job.gates.get("max_regression", 0.0),
-                           job.champion["version"] if job.champion else None),
+                           job.champion["version"] if job.champion else None, champion_refused),
         slice_parity_gate(table, task, job.gates.get("max_slice_gap"), job.gates.get("min_slice_size", 100)),
         *([calibration_gate(scores, task, job.gates.get("max_calibration_error"))]
           if task == "binary_classification" else []),
