@@ -225,8 +225,7 @@ class Monitoring(_Strict):
     A column drifts when its PSI reaches `psi_threshold` AND its two-sample test's p-value falls
     below `p_value` (monitoring/drift.py says why both). Below `min_rows` rows on either side, a
     feature's drift or a live metric is reported as insufficient data and triggers nothing; unset,
-    it is half a day's volume over the drift window, from the training set's rows per day
-    (`UseCase.monitoring_min_rows`).
+    it is half a day's volume, the latest training set's rows per day (`UseCase.monitoring_min_rows`).
     `drift_window_days` is how many days of served requests, ending on the monitored day, are
     compared with the training reference: one day of flights is one day's weather, a single regime
     that differs from any 28-day reference every day, so a daily sample makes drift a constant alarm.
