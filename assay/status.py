@@ -76,12 +76,24 @@ def _held_back(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey])
             if record.partition is not None and record.partition not in latest:
                 latest[record.partition] = record
         for partition, record in sorted(latest.items()):
-            if record.status != AssetCheckExecutionRecordStatus.FAILED:
-                continue
-            evaluation = record.event.dagster_event.event_specific_data if record.event else None
-            held.append({"partition": partition, "asset": key.asset_key.to_user_string(), "check": key.name,
-                         "description": getattr(evaluation, "description", None), "run_id": record.run_id})
-    return sorted(held, key=lambda h: (h["partition"], h["asset"], h["check"]))
+            entry = {"partition": partition, "asset": key.asset_key.to_user_string(), "check": key.name,
+                     "run_id": record.run_id}
+            if record.status == AssetCheckExecutionRecordStatus.FAILED:
+                evaluation = record.event.dagster_event.event_specific_data if record.event else None
+                held.append({**entry, "description": getattr(evaluation, "description", None)})
+            elif record.status == AssetCheckExecutionRecordStatus.PLANNED and _run_failed(instance, record.run_id):
+                # the load stopped before its gates (no landing file, say): one line per day and table
+                held.append({**entry, "check": "(not evaluated)",
+                             "description": f"run {record.run_id[:8]} failed before the data gates ran"})
+    judged = {(h["partition"], h["asset"]) for h in held if h["check"] != "(not evaluated)"}
+    unique = {(h["partition"], h["asset"], h["check"]): h for h in held
+              if h["check"] != "(not evaluated)" or (h["partition"], h["asset"]) not in judged}
+    return [unique[k] for k in sorted(unique)]
+
+
+def _run_failed(instance: dg.DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id)
+    return run is not None and run.status == dg.DagsterRunStatus.FAILURE
 
 
 def _champion(instance: dg.DagsterInstance, use_case: str) -> dict | None:

