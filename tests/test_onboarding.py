@@ -122,15 +122,19 @@ def test_the_demo_skips_a_use_case_without_a_replay_source_and_builds_the_others
     from assay.demo import run_demo
 
     usecases, _ = third_use_case
-    # the demo's path over weather and readings (flights' models cost minutes and prove nothing more here)
     only = tmp_path / "usecases"
     only.mkdir()
     for name in ("readings", "weather"):
         shutil.copy(usecases / f"{name}.yaml", only)
+    # flights' replay is refused (its partitions start on the last day): it must not stop the others
+    flights = yaml.safe_load((usecases / "flights.yaml").read_text())
+    flights["partitions"]["start"] = "2013-12-31"
+    (only / "flights.yaml").write_text(yaml.safe_dump(flights))
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as printed:
         patch.setenv("ASSAY_USECASES_DIR", str(only))
-        run_demo(days=2)
+        assert run_demo(days=2) == 1
     out = printed.getvalue()
+    assert "flights: not built: flights: days 2013-12-31..2014-01-01 fall outside" in out
     assert "readings: skipped: no replay source in its spec" in out and "assay build readings" in out
     assert "weather: landed 2 files" in out and "raw days loaded: 2/2" in out
     assert "ok     features 2013-01-01...2013-01-02" in out
