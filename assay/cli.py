@@ -3,6 +3,7 @@
     assay replay flights --start 2013-01-01 --days 14   land real files, one per table per day
     assay status --json                                 use cases, assets' latest state, gate results
     assay demo                                          replay a default window and build everything
+    assay build weather [--start D --end D]             build what landed (no replay), with the demo's summary
     assay simulate flights --days 180                   replay day by day through sensors and automation
     assay serve stop|status                             the local model servers (deployments start them)
     assay approve flights --version 3 --by ana --reason "..."   approve a version for production
@@ -34,12 +35,22 @@ def _spec(name: str) -> UseCase:
     return specs[name]
 
 
+def _replayable(name: str, command: str) -> UseCase:
+    """The use case, refused when its spec names no replay source: its files come from upstream."""
+    spec = _spec(name)
+    if spec.source is None:
+        raise ValueError(f"{name} has no replay source (no `source:` in {usecases_dir() / (name + '.yaml')}): "
+                         f"its files arrive from upstream in the landing zone, so there is nothing to {command}; "
+                         f"build what landed with `assay build {name}`")
+    return spec
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from assay.replay import replay
     from resources.landing_zone import LandingZone
 
     layout = prepare_environment()
-    spec = _spec(args.use_case)
+    spec = _replayable(args.use_case, "replay")
     start = date.fromisoformat(args.start) if args.start else spec.partitions.start
     landing = LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine))
     landed = replay(spec, landing, start, args.days)
@@ -65,6 +76,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(days=args.days)
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from assay.demo import run_build
+
+    prepare_environment()
+    spec = _spec(args.use_case)
+    return run_build(spec, date.fromisoformat(args.start) if args.start else None,
+                     date.fromisoformat(args.end) if args.end else None)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -74,7 +94,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from resources.landing_zone import LandingZone
 
     layout = prepare_environment()
-    spec = _spec(args.use_case)
+    spec = _replayable(args.use_case, "simulate")
     start = date.fromisoformat(args.start) if args.start else spec.partitions.start
     defs = load_definitions()
     landing = LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine))
@@ -222,6 +242,13 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="replay a default window and materialize the whole graph")
     demo.add_argument("--days", type=int, default=21)
     demo.set_defaults(run=cmd_demo)
+
+    build = commands.add_parser("build", help="materialize what landed: raw days, features of the days that "
+                                "passed their gates, training set, models, champion, staging")
+    build.add_argument("use_case")
+    build.add_argument("--start", help="first day, YYYY-MM-DD (default: the first day with a landing file)")
+    build.add_argument("--end", help="last day, inclusive (default: the last day with a landing file)")
+    build.set_defaults(run=cmd_build)
 
     simulate = commands.add_parser("simulate", help="replay days through the sensors and automation, with a timeline")
     simulate.add_argument("use_case")

@@ -1,4 +1,4 @@
-"""Materializing a use case's graph for a window of days, as the demo and the benchmarks do it.
+"""Materializing a use case's graph for a window of days, as the demo, `assay build` and the benchmarks do it.
 
 The order is the one a backfill in the UI takes: dimensions once, each day's raw partitions as
 their own run (a bad file on one day must not hold back the others), the features of the whole

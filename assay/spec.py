@@ -178,7 +178,8 @@ class Release(_Strict):
     environments: list[str] = ["staging"]
     # Environments that only deploy a version someone approved (`assay approve`).
     approval_required: list[str] = ["production"]
-    latency_p99_ms: float = 10
+    # None: derived at deploy from a sequential warm-up of the served model (assets/deployment.py).
+    latency_p99_ms: float | None = Field(default=None, gt=0)
     latency_concurrency: int = Field(default=4, ge=1, le=64)
     latency_requests: int = Field(default=200, ge=20)
     # Served predictions may differ from the offline model's by at most this (codec round trips).
@@ -246,7 +247,8 @@ class Monitoring(_Strict):
 
     A column drifts when its PSI reaches `psi_threshold` AND its two-sample test's p-value falls
     below `p_value` (monitoring/drift.py says why both). Below `min_rows` rows on either side, a
-    feature's drift or a live metric is reported as insufficient data and triggers nothing.
+    feature's drift or a live metric is reported as insufficient data and triggers nothing; unset,
+    it is half a day's volume, the latest training set's rows per day (`UseCase.monitoring_min_rows`).
     `drift_window_days` is how many days of served requests, ending on the monitored day, are
     compared with the training reference: one day of flights is one day's weather, a single regime
     that differs from any 28-day reference every day, so a daily sample makes drift a constant alarm.
@@ -256,7 +258,7 @@ class Monitoring(_Strict):
 
     psi_threshold: float = Field(default=0.2, gt=0)
     p_value: float = Field(default=0.01, gt=0, lt=1)
-    min_rows: int = Field(default=200, ge=10)
+    min_rows: int | None = Field(default=None, ge=10)
     drift_window_days: int = Field(default=1, ge=1, le=90)
     features: list[str] | None = Field(default=None, min_length=1)
     floors: LiveFloors = LiveFloors()
@@ -302,7 +304,8 @@ class UseCase(_Strict):
     name: str
     description: str
     owner: str
-    source: str
+    # The replay source of a demo data set (`assay replay`); None when upstream lands the files.
+    source: str | None = None
     partitions: Partitions
     # IANA zone of timestamps written without an offset, and of the days of a table dated by a timestamp.
     timezone: str = "UTC"
@@ -407,6 +410,16 @@ class UseCase(_Strict):
             if value is not None:
                 floors[metric] = value
         return floors
+
+    def monitoring_min_rows(self, training_rows: int | None) -> int:
+        """`monitoring.min_rows`, or half a day's volume: the training set's rows per day of its window
+        (at least 10), so a day that delivered half its usual rows is still judged and a trickle is not."""
+        if self.monitoring.min_rows is not None:
+            return self.monitoring.min_rows
+        if not training_rows:
+            raise SpecError(f"{self.name}: monitoring.min_rows is not set and there is no training set yet to "
+                            "derive it from a day's volume: set monitoring.min_rows in the spec")
+        return max(10, round(training_rows / self.training.window_days / 2))
 
     @property
     def partitioned_tables(self) -> list[str]:

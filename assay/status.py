@@ -1,4 +1,5 @@
-"""`assay status`: each use case, its assets' latest state, and its gate results, from the instance.
+"""`assay status`: each use case, its assets' latest state, its gate results, and the days its daily
+data gates held back (each day's latest evaluation, with the reason), from the instance.
 
 Reads the Dagster instance the UI reads (no run is started, the warehouse is not opened), so it is
 safe to call while runs are in flight.
@@ -62,6 +63,39 @@ def _gate_state(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> di
     }
 
 
+def _held_back(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey]) -> list[dict]:
+    """Days whose latest evaluation of a daily data gate failed, with the gate's reason: the features
+    do not follow those days (automation/conditions.py), so they are missing from what was built."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    held = []
+    for key in check_keys:
+        latest: dict[str, object] = {}
+        # newest first: the first record of a partition is its latest evaluation
+        for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=100_000):
+            if record.partition is not None and record.partition not in latest:
+                latest[record.partition] = record
+        for partition, record in sorted(latest.items()):
+            entry = {"partition": partition, "asset": key.asset_key.to_user_string(), "check": key.name,
+                     "run_id": record.run_id}
+            if record.status == AssetCheckExecutionRecordStatus.FAILED:
+                evaluation = record.event.dagster_event.event_specific_data if record.event else None
+                held.append({**entry, "description": getattr(evaluation, "description", None)})
+            elif record.status == AssetCheckExecutionRecordStatus.PLANNED and _run_failed(instance, record.run_id):
+                # the load stopped before its gates (no landing file, say): one line per day and table
+                held.append({**entry, "check": "(not evaluated)",
+                             "description": f"run {record.run_id[:8]} failed before the data gates ran"})
+    judged = {(h["partition"], h["asset"]) for h in held if h["check"] != "(not evaluated)"}
+    unique = {(h["partition"], h["asset"], h["check"]): h for h in held
+              if h["check"] != "(not evaluated)" or (h["partition"], h["asset"]) not in judged}
+    return [unique[k] for k in sorted(unique)]
+
+
+def _run_failed(instance: dg.DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id)
+    return run is not None and run.status == dg.DagsterRunStatus.FAILURE
+
+
 def _champion(instance: dg.DagsterInstance, use_case: str) -> dict | None:
     """The champion as last promoted by the champion asset (the registry alias it set)."""
     event = instance.get_latest_materialization_event(dg.AssetKey([use_case, "champion"]))
@@ -107,11 +141,15 @@ def collect_status(defs: dg.Definitions | None = None, instance: dg.DagsterInsta
     for use_case in sorted({s.key.path[0] for s in specs}):
         assets = [_asset_state(instance, s) for s in specs if s.key.path[0] == use_case]
         gates = [_gate_state(instance, k) for k in sorted(check_keys, key=str) if k.asset_key.path[0] == use_case]
+        daily_raw = {s.key for s in specs if s.key.path[0] == use_case and s.tags.get("stage") == "raw"
+                     and s.partitions_def is not None}
+        held_back = _held_back(instance, sorted((k for k in check_keys if k.asset_key in daily_raw), key=str))
         report["use_cases"][use_case] = {
             "champion": _champion(instance, use_case),
             "releases": _recent_releases(use_case),
             "assets": assets,
             "gates": gates,
+            "held_back": held_back,
             "summary": {
                 "assets": len(assets),
                 "materialized": sum(a["materialized"] for a in assets),
@@ -119,6 +157,7 @@ def collect_status(defs: dg.Definitions | None = None, instance: dg.DagsterInsta
                 "gates_passed": sum(g["result"] == "passed" for g in gates),
                 "gates_failed": sum(g["result"] == "failed" for g in gates),
                 "gates_not_evaluated": sum(g["result"] == "not evaluated" for g in gates),
+                "days_held_back": len({h["partition"] for h in held_back}),
             },
         }
     return report
@@ -146,4 +185,9 @@ def render_status(report: dict) -> str:
         for gate in body["gates"]:
             if gate["result"] == "failed":
                 lines.append(f"  FAILED {gate['asset']}:{gate['check']}: {gate.get('description')}")
+        if body.get("held_back"):
+            lines.append(f"{use_case}: {s['days_held_back']} days held back by their data gates "
+                         "(their features are not built):")
+        for held in body.get("held_back", []):
+            lines.append(f"  held back {held['partition']}: {held['asset']}:{held['check']}: {held['description']}")
     return "\n".join(lines)

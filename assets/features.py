@@ -8,6 +8,10 @@ Two sets of assets per use case: the daily models (partitioned like the raw days
 staging views over dimension tables, which have no days. Were the dimension views partitioned too,
 a new planes file would make every day of the year "missing" a planes view, and automation would
 ask for all of them at once.
+
+A use case's models are those under `models/<use case>/` (their first folder also names their schema:
+macros/generate_schema_name.sql). A spec naming a model that is not there, or a use case whose folder
+holds no models, fails when the code location loads, naming the spec file and the model.
 """
 
 
@@ -19,7 +23,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from assay.spec import UseCase
+from assay.settings import usecases_dir
+from assay.spec import SpecError, UseCase
 from automation.conditions import follows_gated_partitions, follows_gated_upstream
 from resources.warehouse import Warehouse
 
@@ -66,6 +71,23 @@ def dbt_vars(window: dg.TimeWindow) -> dict[str, str]:
     return {"start_date": window.start.date().isoformat(), "end_date": window.end.date().isoformat()}
 
 
+def check_feature_models(manifest_path, spec: UseCase) -> None:
+    """The spec's dbt models exist in its folder (models/<use case>/), and the folder has models: found
+    when the code location loads, not when the first feature run cannot select anything."""
+    manifest = json.loads(manifest_path.read_text())
+    spec_file = usecases_dir() / f"{spec.name}.yaml"
+    folder = f"models/{spec.name}/"
+    found = {node["name"] for node in manifest["nodes"].values()
+             if node["resource_type"] == "model" and node["original_file_path"].startswith(folder)}
+    if not found:
+        raise SpecError(f"{spec_file}: features.dbt_models: use case {spec.name!r} has no dbt models: "
+                        f"dbt_project/{folder} holds none in {manifest_path} (add them, then `assay dbt-parse`)")
+    missing = [m for m in spec.features.dbt_models if m not in found]
+    if missing:
+        raise SpecError(f"{spec_file}: features.dbt_models: {', '.join(repr(m) for m in missing)} "
+                        f"not among the dbt models of dbt_project/{folder}: {sorted(found)}")
+
+
 def dimension_models(manifest_path, spec: UseCase) -> list[str]:
     """The use case's dbt models that read only dimension tables (no days), from the manifest."""
     manifest = json.loads(manifest_path.read_text())
@@ -83,6 +105,7 @@ def dimension_models(manifest_path, spec: UseCase) -> list[str]:
 def build_feature_assets(
     spec: UseCase, project: DbtProject, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
+    check_feature_models(project.manifest_path, spec)
     dimensions = dimension_models(project.manifest_path, spec)
     translator = UseCaseTranslator(spec, frozenset(dimensions))
 

@@ -83,6 +83,14 @@ def serving_version(log: pl.DataFrame) -> str:
     return counts["model_version"][0]
 
 
+def monitoring_min_rows(spec: UseCase, instance: dg.DagsterInstance) -> int:
+    """The spec's `monitoring.min_rows`, else derived from the latest training set's daily volume."""
+    event = instance.get_latest_materialization_event(dg.AssetKey([spec.name, "training_set"]))
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    rows = metadata["dagster/row_count"].value if "dagster/row_count" in metadata else None
+    return spec.monitoring_min_rows(rows)
+
+
 def reference_frame(spec: UseCase, registry: ModelRegistry, version: str) -> pl.DataFrame:
     """The version's training snapshot with its own scores on it, cached beside the snapshot."""
     sha = registry.version(spec.name, version).tags["assay.training_set_sha256"]
@@ -155,8 +163,8 @@ def build_monitoring(spec: UseCase, partitions: dg.PartitionsDefinition) -> list
         mine = log.filter(pl.col("model_version") == version)
         current = logged_features(mine, [*numeric, *categorical]).with_columns(prediction=mine["prediction"])
         reference = reference_frame(spec, registry, version)
-        report = drift_report(reference, current, numeric, categorical,
-                              DriftThresholds.from_monitoring(spec.monitoring), prediction="prediction")
+        thresholds = DriftThresholds.from_monitoring(spec.monitoring, monitoring_min_rows(spec, context.instance))
+        report = drift_report(reference, current, numeric, categorical, thresholds, prediction="prediction")
         worst = report.worst
         yield dg.MaterializeResult(metadata={
             "report": dg.MetadataValue.json(report.to_metadata()),
@@ -195,8 +203,9 @@ def build_monitoring(spec: UseCase, partitions: dg.PartitionsDefinition) -> list
         found = measure(log, outcomes, f.task, key="entity_id", target="target", predicted_at="event_time")
         version = serving_version(log)
         serving = found[version]
-        crossed = floor_crossings(serving, spec.live_floors) if serving.rows >= spec.monitoring.min_rows else []
-        judged = serving.rows >= spec.monitoring.min_rows
+        min_rows = monitoring_min_rows(spec, context.instance)
+        judged = serving.rows >= min_rows
+        crossed = floor_crossings(serving, spec.live_floors) if judged else []
         yield dg.MaterializeResult(metadata={
             "serving": dg.MetadataValue.json(serving.to_metadata()),
             "by_version": dg.MetadataValue.json({v: p.to_metadata() for v, p in found.items()}),
@@ -209,7 +218,7 @@ def build_monitoring(spec: UseCase, partitions: dg.PartitionsDefinition) -> list
             description=("; ".join(f"live {m} {v:.4f} beyond floor {floor}" for m, v, floor in crossed) if crossed
                          else (f"live {serving.metrics} on {serving.rows} rows within floors {spec.live_floors}"
                                if judged else f"not judged: {serving.rows} joined rows (needs "
-                               f"{spec.monitoring.min_rows})")),
+                               f"{min_rows})")),
         )
 
     return [inference_log, drift, live_performance]

@@ -16,6 +16,7 @@ import dagster as dg
 
 from assay.spec import UseCase
 from assets.ingest import GATES
+from assets.monitoring import monitoring_min_rows
 
 TRAINING_STAGES = ("training_set", "model", "champion")
 
@@ -101,7 +102,7 @@ def build_retrain_sensor(spec: UseCase) -> dg.SensorDefinition:
         decision = retrain_decision(
             use_case=spec.name, drift=drift, live=live, floors=spec.live_floors, data_gates_passed=gates_ok,
             last_requested_at=datetime.fromisoformat(last) if last else None, now=data_time(day),
-            min_interval=spec.monitoring.retrain_min_interval, min_live_rows=spec.monitoring.min_rows,
+            min_interval=spec.monitoring.retrain_min_interval, min_live_rows=monitoring_min_rows(spec, instance),
         )
         state["evaluated_day"] = day
         state["last_decision"] = decision.reason if gates_ok else f"{decision.reason}: {failed_gates}"

@@ -176,6 +176,8 @@ class Simulation:
 
 def simulate(defs: dg.Definitions, instance: dg.DagsterInstance, spec: UseCase, landing, start: date, days: int,
              echo=print) -> list[Day]:
+    if spec.source is None:  # the replay is what lands each day's files; upstream's own files are built by `assay build`
+        raise ValueError(f"{spec.name} has no replay source (`source:` in its spec): nothing to simulate")
     simulation = Simulation(defs, instance, spec)
     for offset in range(days):
         for line in simulation.run_day(start + timedelta(days=offset), landing).lines():

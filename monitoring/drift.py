@@ -61,9 +61,10 @@ class DriftThresholds:
             raise ValueError(f"bins must be at least 2, got {self.bins}")
 
     @classmethod
-    def from_monitoring(cls, monitoring: object) -> DriftThresholds:
-        """From a spec's `monitoring:` section (anything with psi_threshold, p_value, min_rows)."""
-        return cls(psi=monitoring.psi_threshold, p_value=monitoring.p_value, min_rows=monitoring.min_rows)
+    def from_monitoring(cls, monitoring: object, min_rows: int) -> DriftThresholds:
+        """From a spec's `monitoring:` section (psi_threshold, p_value) and its resolved min_rows
+        (the spec's, or one derived from a day's volume: UseCase.monitoring_min_rows)."""
+        return cls(psi=monitoring.psi_threshold, p_value=monitoring.p_value, min_rows=min_rows)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,31 @@ def test_a_model_bad_on_one_origin_fails_slice_parity_but_small_slices_are_ignor
                                  "binary_classification", 0.15, 100_000).metadata["gaps"]
 
 
+def test_a_regressor_bad_on_one_origin_names_it_the_worst_slice_not_the_best():
+    y = RNG.normal(50, 10, size=3000)
+    origin = np.array(["EWR", "JFK", "LGA"])[RNG.integers(0, 3, size=len(y))]
+    p = y + RNG.normal(0, 1, size=len(y))
+    p[origin == "EWR"] += RNG.normal(0, 6, size=(origin == "EWR").sum())  # RMSE: higher is worse
+    table = slice_table(pl.DataFrame({"origin": origin}), y, p, ["origin"], "regression")
+    gate = slice_parity_gate(table, "regression", 1.5, 50)
+    assert not gate.passed
+    assert gate.metadata["gaps"]["origin"]["worst"] == "EWR" and gate.metadata["gaps"]["origin"]["best"] != "EWR"
+    assert gate.metadata["gaps"]["origin"]["gap"] > 1.5
+    assert "worst EWR" in gate.description
+
+
+def test_a_slice_column_with_fewer_than_two_large_slices_is_reported_as_not_judged():
+    y, p = _classification(n=2000)
+    holdout = pl.DataFrame({"origin": np.where(np.arange(len(y)) < 1950, "EWR", "JFK"),
+                            "carrier": np.array(["UA", "DL"])[RNG.integers(0, 2, size=len(y))]})
+    gate = slice_parity_gate(slice_table(holdout, y, p, ["origin", "carrier"], "binary_classification"),
+                             "binary_classification", 0.5, 100)
+    assert gate.passed
+    assert "origin: not judged (1 slice(s) of >= 100 rows" in gate.description
+    assert "origin" in gate.metadata["not_judged"] and "carrier" in gate.metadata["gaps"]
+    assert "carrier" not in gate.metadata["not_judged"]
+
+
 def test_overconfident_probabilities_fail_calibration():
     y, p = _classification()
     assert expected_calibration_error(y, p) < 0.03

@@ -35,7 +35,9 @@ def test_the_repository_specs_declare_monitoring(flights_spec, weather_spec):
 def test_a_spec_without_monitoring_gets_the_defaults(tmp_path):
     spec = load_spec(_write(tmp_path, "flights", lambda s: s.pop("monitoring")))
 
-    assert (spec.monitoring.psi_threshold, spec.monitoring.p_value, spec.monitoring.min_rows) == (0.2, 0.01, 200)
+    assert (spec.monitoring.psi_threshold, spec.monitoring.p_value, spec.monitoring.min_rows) == (0.2, 0.01, None)
+    # min_rows then comes from a day's volume: half the training set's rows per day of its window
+    assert spec.monitoring_min_rows(training_rows=28 * 900) == 450
     assert spec.monitoring.drift_window_days == 1
     assert spec.monitoring.retrain_min_interval == timedelta(days=7)
     assert spec.watched_features == (spec.features.columns.numeric, spec.features.columns.categorical)

@@ -18,8 +18,20 @@ def _write(tmp_path, name: str, mutate) -> object:
 
 
 def test_the_repository_specs_load():
+    # every spec in usecases/, whatever a team has added beside the two the repository ships
     names = [spec.name for spec in load_specs(REPO_ROOT / "usecases")]
-    assert names == ["flights", "weather"]
+    assert names == sorted(p.stem for p in (REPO_ROOT / "usecases").glob("*.yaml"))
+    assert {"flights", "weather"} <= set(names)
+
+
+def test_a_spec_without_a_replay_source_loads(tmp_path):
+    spec = load_spec(_write(tmp_path, "flights", lambda s: s.pop("source")))
+    assert spec.source is None
+
+
+def test_a_spec_without_a_latency_budget_leaves_it_to_be_derived_at_deploy(tmp_path):
+    spec = load_spec(_write(tmp_path, "flights", lambda s: s["release"].pop("latency_p99_ms")))
+    assert spec.release.latency_p99_ms is None
 
 
 @pytest.mark.parametrize(

@@ -114,26 +114,35 @@ def slice_parity_gate(table: pl.DataFrame, task: str, max_gap: float | dict[str,
     """Largest metric gap between values of each slice column, over slices of at least `min_size` rows.
 
     `max_gap` is one limit, or a limit per slice column: how much a metric may differ between
-    carriers is a different question from how much it may differ between airports.
+    carriers is a different question from how much it may differ between airports. Best and worst
+    follow the metric's direction (highest ROC AUC, lowest RMSE is best). A column with fewer than two
+    slices of `min_size` rows cannot be judged: the gate says so by name (it cannot fail on it).
     """
-    metric, _ = PRIMARY[task]
+    metric, higher = PRIMARY[task]
     trusted = table.filter((pl.col("rows") >= min_size) & pl.col(metric).is_not_nan())
-    gaps = {}
-    for column in trusted["slice"].unique(maintain_order=True).to_list():
-        values = trusted.filter(pl.col("slice") == column).sort(metric)
+    gaps, not_judged = {}, {}
+    for column in table["slice"].unique(maintain_order=True).to_list():
+        values = trusted.filter(pl.col("slice") == column).sort(metric, descending=higher)
         if values.height >= 2:
-            best, worst = values.row(-1, named=True), values.row(0, named=True)
-            gaps[column] = {"gap": round(best[metric] - worst[metric], 4), "best": best["value"], "worst": worst["value"]}
+            best, worst = values.row(0, named=True), values.row(-1, named=True)
+            gaps[column] = {"gap": round(abs(best[metric] - worst[metric]), 4), "best": best["value"],
+                            "worst": worst["value"]}
+        else:
+            not_judged[column] = (f"{values.height} slice(s) of >= {min_size} rows with a {metric}, needs 2")
+    unjudged = "; ".join(f"{c}: not judged ({why})" for c, why in not_judged.items())
     if max_gap is None:
-        return Gate("slice_parity", True, "no slice-gap limit in the spec", {"gaps": gaps})
+        return Gate("slice_parity", True, "; ".join(filter(None, ["no slice-gap limit in the spec", unjudged])),
+                    {"gaps": gaps, "not_judged": not_judged})
     limits = max_gap if isinstance(max_gap, dict) else {column: max_gap for column in gaps}
     breaches = {c: g for c, g in gaps.items() if c in limits and g["gap"] > limits[c]}
+    judged = (f"largest {metric} gap per slice within its limit {limits} (slices of >= {min_size} rows)"
+              if gaps else "")
     return Gate(
         "slice_parity", not breaches,
-        "; ".join(f"{c}: {metric} gap {g['gap']} between {g['best']} and {g['worst']} above {limits[c]}"
+        "; ".join(f"{c}: {metric} gap {g['gap']} between best {g['best']} and worst {g['worst']} above {limits[c]}"
                   for c, g in breaches.items())
-        if breaches else f"largest {metric} gap per slice within its limit {limits} (slices of >= {min_size} rows)",
-        {"gaps": gaps, "limits": limits, "min_slice_size": min_size,
+        if breaches else "; ".join(filter(None, [judged, unjudged])),
+        {"gaps": gaps, "limits": limits, "min_slice_size": min_size, "not_judged": not_judged,
          "ignored_small_slices": int(table.height - trusted.height)},
     )
 

@@ -1,6 +1,7 @@
 {% set lookback_days = 28 %}
 {#- meta tells the orchestrator how to partition this model and which raw days a day reads -#}
 {{ config(
+    materialized='incremental',
     unique_key='flight_id',
     pre_hook="{{ clear_window('flight_date') }}",
     meta={'partition_date': 'flight_date', 'lookback_days': lookback_days},

@@ -1,5 +1,6 @@
 {% set lookback_days = 1 %}
 {{ config(
+    materialized='incremental',
     unique_key='reading_id',
     pre_hook="{{ clear_window('reading_date') }}",
     meta={'partition_date': 'reading_date', 'lookback_days': lookback_days},
