@@ -172,7 +172,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             continue
         deployer.deploy(registry, args.use_case, environment, previous.version)
         record(layout.root, ReleaseEvent(args.use_case, "rolled_back", previous.version, environment, serving,
-                                         by=args.by, reason=args.reason))
+                                         by=args.by, reason=args.reason), witness=registry)
         print(f"{environment}: serving v{previous.version} (was v{serving})")
     return 0
 

@@ -151,6 +151,8 @@ def test_assay_rollback_restores_and_serves_the_previous_champion(release, assay
                                       "environment": "staging", "from_version": current, "by": "ana@example.com",
                                       "reason": "complaints from the ops desk", "at": None, "passed": None,
                                       "prev": None, "hash": None}
+    # the registry witnesses the person's rollback too, so removing it from the log is found out
+    assert registry.log_witnesses()["weather"]["releases"]["hash"] == log[-1]["hash"]
     again = subprocess.run([venv_bin("assay"), "rollback", "weather", "--by", "ana", "--reason", "twice"],
                            capture_output=True, text=True)
     assert again.returncode == 2 and "no previous champion" in again.stderr
