@@ -120,3 +120,22 @@ def why_failed(result) -> str:
     reasons += [f"check {c.asset_key.to_user_string()}:{c.check_name} failed: {c.description} {dict(c.metadata)}"
                 for c in result.get_asset_check_evaluations() if not c.passed]
     return "\n".join(reasons) or "no failed step or check recorded"
+
+
+def log_lightgbm_model(folder: Path, frame, features, example_rows: int = 5) -> Path:
+    """A small LightGBM model logged as training logs it (Assay's pyfunc, its code, signature and input
+    example), trained on all but the last 100 rows of `frame`; returns the logged model's folder."""
+    import mlflow.pyfunc
+
+    from training import lightgbm_family
+    from training.pyfunc import AssayPyfunc, pip_requirements
+    from training.train import model_input, model_signature
+
+    model = lightgbm_family.train(frame[:-100], frame[-100:], features, seed=3)
+    model.save(folder / "payload")
+    mlflow.pyfunc.save_model(
+        path=folder / "pyfunc", python_model=AssayPyfunc(), artifacts={"payload": str(folder / "payload")},
+        code_paths=[str(REPO_ROOT / "training")], input_example=model_input(frame.tail(example_rows), features),
+        signature=model_signature(features, features.task), pip_requirements=pip_requirements("lightgbm"),
+    )
+    return folder / "pyfunc"

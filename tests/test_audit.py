@@ -44,6 +44,14 @@ def _changed(report) -> list[tuple[str, str]]:
     return [(link["kind"], link["subject"]) for link in report["verification"]["links"] if link["status"] == "changed"]
 
 
+def _stored_champion(registry) -> tuple[str, Path]:
+    """The champion's version and the folder the registry stores its logged model in."""
+    version = registry.alias("weather").version
+    client = registry.client()
+    model_id = client.get_model_version("weather", version).source.split("/")[-1]
+    return version, Path(client.get_logged_model(model_id).artifact_location.removeprefix("file://"))
+
+
 @contextmanager
 def _restoring(path: Path):
     original = path.read_bytes()
@@ -145,11 +153,7 @@ def test_an_overwritten_training_snapshot_flips_only_the_snapshot_link(built, in
 
 
 def test_a_byte_appended_to_the_model_payload_flips_only_the_model_artifact_link(built, instance):
-    registry = built.resources["registry"]
-    version = registry.alias("weather").version
-    client = registry.client()
-    model_id = client.get_model_version("weather", version).source.split("/")[-1]
-    stored = Path(client.get_logged_model(model_id).artifact_location.removeprefix("file://"))
+    version, stored = _stored_champion(built.resources["registry"])
     payload = next(p for p in stored.rglob("payload") if p.is_dir())
     target = sorted(p for p in payload.rglob("*") if p.is_file())[0]
     with _restoring(target):
@@ -161,11 +165,7 @@ def test_a_byte_appended_to_the_model_payload_flips_only_the_model_artifact_link
 
 def test_a_one_byte_change_to_the_logged_code_flips_only_the_model_artifact_link(built, instance):
     """The payload is untouched: only the whole-model hash (assay.model_sha256) sees an edited code/ file."""
-    registry = built.resources["registry"]
-    version = registry.alias("weather").version
-    client = registry.client()
-    model_id = client.get_model_version("weather", version).source.split("/")[-1]
-    stored = Path(client.get_logged_model(model_id).artifact_location.removeprefix("file://"))
+    version, stored = _stored_champion(built.resources["registry"])
     with _restoring(stored / "code" / "training" / "pyfunc.py") as code:
         code.write_bytes(code.read_bytes().replace(b"return", b"return ", 1))
         report = _report(instance)

@@ -8,20 +8,16 @@ import asyncio
 import pickle
 import shutil
 
-import mlflow.pyfunc
 import numpy as np
 import polars as pl
 import pytest
 from mlserver.settings import ModelParameters, ModelSettings
 
-from assay.settings import REPO_ROOT
+from conftest import log_lightgbm_model
 from resources.serving import ArtifactRejected, LocalModelServer
 from serving.runtime import AssayMLflowRuntime, ModelRefused
-from training import lightgbm_family
 from training.artifacts import ArtifactMismatch, check_model_folder, model_sha256
-from training.pyfunc import AssayPyfunc, pip_requirements
 from training.tabular import FeatureSet
-from training.train import model_input, model_signature
 
 FEATURES = FeatureSet(numeric=["signal"], categorical=["city"], target="target", task="binary_classification")
 
@@ -45,14 +41,7 @@ def logged(tmp_path_factory):
     signal = rng.normal(size=rows)
     frame = pl.DataFrame({"signal": signal, "city": rng.choice(["oslo", "lima"], size=rows).tolist(),
                           "target": (signal + rng.normal(size=rows) > 0).astype(np.int32)})
-    model = lightgbm_family.train(frame[:500], frame[500:], FEATURES, seed=3)
-    model.save(folder / "payload")
-    mlflow.pyfunc.save_model(
-        path=folder / "pyfunc", python_model=AssayPyfunc(), artifacts={"payload": str(folder / "payload")},
-        code_paths=[str(REPO_ROOT / "training")], input_example=model_input(frame.tail(5), FEATURES),
-        signature=model_signature(FEATURES, FEATURES.task), pip_requirements=pip_requirements("lightgbm"),
-    )
-    return folder / "pyfunc"
+    return log_lightgbm_model(folder, frame, FEATURES)
 
 
 @pytest.fixture

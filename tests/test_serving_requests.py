@@ -11,22 +11,18 @@ import urllib.request
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import mlflow.pyfunc
 import numpy as np
 import polars as pl
 import pytest
 
 from assay.settings import REPO_ROOT
 from assay.spec import SpecError, load_spec
-from conftest import free_ports
+from conftest import free_ports, log_lightgbm_model
 from resources.serving import LocalModelServer
 from serving import inference_log
 from serving.requests import v2_request
-from training import lightgbm_family
 from training.artifacts import model_sha256
-from training.pyfunc import AssayPyfunc, pip_requirements
 from training.tabular import FeatureSet
-from training.train import model_input, model_signature
 
 FEATURES = FeatureSet(numeric=["signal", "count"], categorical=["city", "segment"], target="target",
                       task="binary_classification")
@@ -65,13 +61,7 @@ def server(tmp_path_factory):
     use cases' names and limits."""
     folder = tmp_path_factory.mktemp("served")
     train = rows(600)
-    model = lightgbm_family.train(train[:500], train[500:], FEATURES, seed=3)
-    model.save(folder / "payload")
-    mlflow.pyfunc.save_model(
-        path=folder / "pyfunc", python_model=AssayPyfunc(), artifacts={"payload": str(folder / "payload")},
-        code_paths=[str(REPO_ROOT / "training")], input_example=model_input(train.tail(3), FEATURES),
-        signature=model_signature(FEATURES, FEATURES.task), pip_requirements=pip_requirements("lightgbm"),
-    )
+    log_lightgbm_model(folder, train, FEATURES, example_rows=3)
     (folder / "usecases").mkdir()
     for name in LIMITS:
         spec_with_limits(folder / "usecases", name)
