@@ -298,7 +298,7 @@ def _stored_partition(warehouse, spec: UseCase, name: str, table, partition: str
     import polars as pl
 
     from assay import sql
-    from assets.ingest import raw_table_sql
+    from assay.contract import raw_table_sql
 
     columns = sql.identifiers(table.columns)
     where, args = ("WHERE _partition = ?", [date.fromisoformat(partition)]) if partition else ("", [])

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from assay import sql
 from assay.spec import Column, Table
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC, as the landing zone writes timestamps
@@ -42,6 +43,30 @@ DUCKDB_TYPES = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "timest
 UTC = ZoneInfo("UTC")
 BOM = "\ufeff"
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte that is not UTF-8
+
+
+# The blocking checks on every raw partition: the contract itself, then the data gates on what was stored.
+DATA_GATES = {
+    "contract": "The landing file has the contract's columns and types, parses completely, has nulls only "
+    "where allowed, every value within its range and accepted values, no duplicate keys and only rows of "
+    "its own day. A failing file is quarantined and nothing stored changes.",
+    "volume": "The partition's row count is within the contract's ratio of the trailing median: "
+    "protects against a partial or doubled delivery.",
+    "null_rates": "No column has more nulls than the contract allows: protects features from a "
+    "silently broken upstream field.",
+    "value_ranges": "Every stored value lies within the contract's range or accepted values: protects "
+    "against unit changes and sentinel values. The contract refuses such a file before it is stored; "
+    "this check records that the stored rows hold the rule.",
+}
+
+def raw_table_name(use_case: str, table: str) -> str:
+    """Where a use case's raw table lives in the warehouse (`<use case>.raw_<table>`)."""
+    return f"{use_case}.raw_{table}"
+
+
+def raw_table_sql(use_case: str, table: str) -> str:
+    """The raw table as SQL names it, quoted."""
+    return sql.table(*raw_table_name(use_case, table).split("."))
 
 
 class ContractViolation(ValueError):

@@ -172,6 +172,10 @@ class Gates(_Strict):
     max_plausible_roc_auc: float | None = None
 
 
+# The staged steps of a rollout, in order; `full` (serve the candidate alone) follows them.
+ROLLOUT_STEPS = ("shadow", "canary")
+
+
 class Release(_Strict):
     strategy: list[Literal["shadow", "canary", "full"]] = ["full"]
     canary_weight: int = Field(default=10, ge=1, le=99)

@@ -25,9 +25,9 @@ import polars as pl
 from assay.approvals import find_approval
 from assay.releases import ReleaseEvent, record
 from assay.settings import state
-from assay.spec import UseCase
+from assay.spec import ROLLOUT_STEPS, UseCase
 from automation.conditions import follows_gated_upstream
-from assets.rollout import STEPS, StepVerdict, judge, replay_traffic, traffic_rows
+from assets.rollout import StepVerdict, judge, replay_traffic, traffic_rows
 from resources.deployer import Deployer
 from resources.registry import ModelRegistry, PromotionRefused
 from training.artifacts import MODEL_SHA256_TAG
@@ -136,7 +136,7 @@ def post_deploy_checks(spec: UseCase, endpoint, registry: ModelRegistry, version
 def _rollout_checks(spec: UseCase) -> dict[str, str]:
     return {f"rollout_{step}": f"The candidate passed the {step} step against the incumbent on replayed traffic: "
             "error rate, p99 latency, agreement and accuracy on labelled rows (see assets/rollout.py)."
-            for step in spec.release.strategy if step in STEPS}
+            for step in spec.release.strategy if step in ROLLOUT_STEPS}
 
 
 def progressive_rollout(context, spec: UseCase, environment: str, registry: ModelRegistry, deployer: Deployer,
@@ -145,7 +145,7 @@ def progressive_rollout(context, spec: UseCase, environment: str, registry: Mode
 
     With nothing serving, or the champion already serving, there is nothing to compare against:
     each step passes and says so, as the no-regression gate does for a first model."""
-    steps = [step for step in spec.release.strategy if step in STEPS]
+    steps = [step for step in spec.release.strategy if step in ROLLOUT_STEPS]
     if incumbent is None or incumbent == champion.version:
         why = (f"nothing served in {environment} yet" if incumbent is None
                else f"v{champion.version} already serves {environment}")

@@ -16,11 +16,14 @@ import polars as pl
 
 from assay import sql
 from assay.contract import (
+    DATA_GATES,
     DUCKDB_TYPES,
     ContractViolation,
     GateResult,
     content_hash,
     null_rate_gate,
+    raw_table_name,
+    raw_table_sql,
     read_landing_file,
     sha256_file,
     value_range_gate,
@@ -30,28 +33,7 @@ from assay.spec import Table, UseCase
 from resources.landing_zone import LandingZone
 from resources.warehouse import Warehouse
 
-GATES = {
-    "contract": "The landing file has the contract's columns and types, parses completely, has nulls only "
-    "where allowed, every value within its range and accepted values, no duplicate keys and only rows of "
-    "its own day. A failing file is quarantined and nothing stored changes.",
-    "volume": "The partition's row count is within the contract's ratio of the trailing median: "
-    "protects against a partial or doubled delivery.",
-    "null_rates": "No column has more nulls than the contract allows: protects features from a "
-    "silently broken upstream field.",
-    "value_ranges": "Every stored value lies within the contract's range or accepted values: protects "
-    "against unit changes and sentinel values. The contract refuses such a file before it is stored; "
-    "this check records that the stored rows hold the rule.",
-}
 LINEAGE_COLUMNS = {"_landing_file": "VARCHAR", "_landing_sha256": "VARCHAR", "_loaded_at": "TIMESTAMP"}
-
-
-def raw_table_name(use_case: str, table: str) -> str:
-    return f"{use_case}.raw_{table}"
-
-
-def raw_table_sql(use_case: str, table: str) -> str:
-    """The raw table as SQL names it, quoted."""
-    return sql.table(*raw_table_name(use_case, table).split("."))
 
 
 def table_schema(table: Table) -> dg.TableSchema:
@@ -142,7 +124,7 @@ def _gate_specs(key: dg.AssetKey, partitions: dg.PartitionsDefinition | None) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return [dg.AssetCheckSpec(g, asset=key, blocking=True, description=d, partitions_def=partitions)
-                for g, d in GATES.items()]
+                for g, d in DATA_GATES.items()]
 
 
 def build_raw_asset(

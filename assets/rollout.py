@@ -24,10 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from assay.spec import UseCase
+from assay.spec import ROLLOUT_STEPS, UseCase
 from serving.requests import predictions, v2_request
 
-STEPS = ("shadow", "canary")
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,8 @@ def takes_canary(row: int, weight: int, salt: str) -> bool:
 def replay_traffic(endpoint, spec: UseCase, rows: pl.DataFrame, incumbent: str, candidate: str, step: str,
                    weight: int) -> tuple[LiveFigures, LiveFigures]:
     """Send each row as one request, as callers would, at the spec's concurrency."""
-    if step not in STEPS:
-        raise ValueError(f"step must be one of {STEPS}, not {step!r}")
+    if step not in ROLLOUT_STEPS:
+        raise ValueError(f"step must be one of {ROLLOUT_STEPS}, not {step!r}")
     columns = spec.features.columns
     bodies = [v2_request(rows[i : i + 1], columns.numeric, columns.categorical) for i in range(rows.height)]
 

@@ -14,11 +14,9 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import dagster as dg
 
+from assay.contract import DATA_GATES
 from assay.spec import UseCase
-from assets.ingest import GATES
 from assets.monitoring import monitoring_min_rows
-
-TRAINING_STAGES = ("training_set", "model", "champion")
 
 
 def training_selection(spec: UseCase) -> list[dg.AssetKey]:
@@ -32,7 +30,7 @@ def data_gates_passed(instance: dg.DagsterInstance, spec: UseCase) -> tuple[bool
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
     keys = [dg.AssetCheckKey(dg.AssetKey([spec.name, f"raw_{table}"]), gate)
-            for table in spec.partitioned_tables for gate in GATES]
+            for table in spec.partitioned_tables for gate in DATA_GATES]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     failed = [f"{k.asset_key.to_user_string()}:{k.name}" for k, record in latest.items()
               if record.status != AssetCheckExecutionRecordStatus.SUCCEEDED]

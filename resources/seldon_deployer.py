@@ -62,6 +62,7 @@ from urllib.parse import urlsplit
 
 from pydantic import PrivateAttr
 
+from assay.spec import ROLLOUT_STEPS
 from resources.deployer import Deployer
 from resources.seldon import (
     FIELD_MANAGER,
@@ -85,7 +86,6 @@ from resources.serving import Served
 from training.artifacts import MODEL_SHA256_TAG, ArtifactMismatch
 
 FLAVOURS = ("core2", "v1")
-STEPS = ("shadow", "canary")
 ENVIRONMENT_LABEL = "assay.dev/environment"
 SHA256_TAG = MODEL_SHA256_TAG  # the whole logged model's hash recorded at training (training/train.py)
 
@@ -440,8 +440,8 @@ class SeldonDeployer(Deployer):
         return self._release(self.plan(name, environment, champion), name, environment)
 
     def stage(self, registry, name, environment, incumbent, candidate, step, weight):
-        if step not in STEPS:
-            raise SeldonDeployError(f"step must be one of {list(STEPS)}, not {step!r}")
+        if step not in ROLLOUT_STEPS:
+            raise SeldonDeployError(f"step must be one of {list(ROLLOUT_STEPS)}, not {step!r}")
         self._check_settings()
         release_name(name, environment)
         plan = self.plan(
