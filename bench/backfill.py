@@ -31,6 +31,7 @@ os.environ.pop("ASSAY_WAREHOUSE_PATH", None)
 import dagster as dg  # noqa: E402
 import duckdb  # noqa: E402
 
+from assay import sql  # noqa: E402
 from assay.replay import replay  # noqa: E402
 from assay.runs import _keys, _run, load_definitions, materialize_window  # noqa: E402
 from assay.settings import prepare_environment, state  # noqa: E402
@@ -112,7 +113,7 @@ def main() -> None:
     dimensions = run_seconds("raw dimensions") + run_seconds("dimension views")
     outside = total - (built - began) - raw - features - dimensions
     with duckdb.connect(str(layout.warehouse), read_only=True) as connection:
-        rows = connection.execute(f"SELECT count(*) FROM {spec.name}.{spec.features.training_model}").fetchone()[0]
+        rows = connection.execute(f"SELECT count(*) FROM {sql.table(spec.name, spec.features.training_model)}").fetchone()[0]
     report = "\n".join([
         f"{SECTION}, {spec.name}: {args.days} daily partitions from scratch (`bench/backfill.py --days {args.days}`), "
         f"{date.today().isoformat()}\n",
