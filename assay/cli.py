@@ -296,9 +296,18 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+# Commands that read or start runs: each first fails the runs whose process was killed.
+RUN_COMMANDS = ("demo", "build", "simulate", "status", "ui", "audit")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command in RUN_COMMANDS:
+            from assay.interrupted_runs import fail_interrupted_runs_at_start
+
+            prepare_environment()
+            fail_interrupted_runs_at_start()  # a run killed with -9 is failed, not left STARTED forever
         return args.run(args)
     except (SpecError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"assay {args.command}: {exc}", file=sys.stderr)

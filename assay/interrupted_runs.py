@@ -4,9 +4,11 @@ A run here executes in one process: the `assay` CLI, the plain `dagster` CLI, or
 webserver or daemon launched (`in_process_executor`). Killed with -9, nothing reports its end, and
 Dagster's run monitoring does not help: the DefaultRunLauncher cannot check a run worker's health, so
 the run would stay STARTED forever and keep its concurrency slots. Each run records the pid that
-executes it (the engine event "Executing steps in process (pid: N)"); when Assay next starts
-(definitions.py loads), a STARTING or STARTED run whose process is gone, or whose pid now belongs
-to a process started after that event, is reported failed with a message saying so.
+executes it (the engine event "Executing steps in process (pid: N)"); when Assay next starts, a
+STARTING or STARTED run whose process is gone, or whose pid now belongs to a process started after that
+event, is reported failed with a message saying so. It runs when an `assay` command that reads or
+starts runs begins (assay/cli.py) and, while the daemon runs, every minute as the
+`assay_interrupted_runs` sensor (automation/interrupted_runs.py).
 
 Local only: on Kubernetes the run's process lives in another pod and the Helm chart's run monitoring
 owns this.
@@ -51,7 +53,7 @@ def fail_interrupted_runs(instance: dg.DagsterInstance) -> list[str]:
 
 
 def fail_interrupted_runs_at_start() -> list[str]:
-    """Called when the code location loads: the instance is the state folder's (DAGSTER_HOME)."""
+    """Called when an `assay` command starts: the instance is the state folder's (DAGSTER_HOME)."""
     from assay.settings import environment
 
     if environment() != "local":
