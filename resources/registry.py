@@ -128,6 +128,17 @@ def follow_moved_state(database: Path, artifact_root: Path) -> int:
     return changed
 
 
+_followed: set[tuple[Path, Path]] = set()
+
+
+def _follow_moved_state_once(database: Path, artifact_root: Path) -> None:
+    """`follow_moved_state` once per store and root in this process: `client()` is called for every
+    registry read, and a state folder does not move under a running process."""
+    if (database, artifact_root) not in _followed:
+        follow_moved_state(database, artifact_root)
+        _followed.add((database, artifact_root))
+
+
 class ModelRegistry(dg.ConfigurableResource):
     """MLflow tracking + registry: SQLite and a local artifact folder by default, a server by URI."""
 
@@ -143,7 +154,7 @@ class ModelRegistry(dg.ConfigurableResource):
         import mlflow
 
         if self.tracking_uri.startswith("sqlite:///") and self.artifact_root:
-            follow_moved_state(Path(self.tracking_uri.removeprefix("sqlite:///")), Path(self.artifact_root))
+            _follow_moved_state_once(Path(self.tracking_uri.removeprefix("sqlite:///")), Path(self.artifact_root))
         _point_mlflow_at(self.tracking_uri)
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
 
