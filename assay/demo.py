@@ -121,23 +121,12 @@ def run_demo(days: int) -> int:
     return 1 if failures else 0
 
 
-def landed_days(spec: UseCase, landing: LandingZone) -> list[str]:
-    """The days with a landing file of any daily table, in order (file names that are not days are
-    left for the raw asset's contract to quarantine)."""
-    days = set()
-    for table in spec.partitioned_tables:
-        for path in (Path(landing.root) / spec.name / table).glob("*.csv"):
-            with contextlib.suppress(ValueError):
-                days.add(date.fromisoformat(path.stem).isoformat())
-    return sorted(days)
-
-
 def run_build(spec: UseCase, start: date | None, end: date | None) -> int:
     """`assay build`: the graph over `start..end` (inclusive; by default the landed days' span)."""
     layout = state()
     landing = LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine))
     if start is None or end is None:
-        landed = landed_days(spec, landing)
+        landed = landing.landed_days(spec.name, spec.partitioned_tables)
         if not landed:
             raise ValueError(f"{spec.name}: no landing files in {layout.landing / spec.name}/<table>/<day>.csv "
                              "to build from: land them first, or give --start and --end")

@@ -8,10 +8,11 @@ a `.reason.json` that says why, so nothing a supplier sent is ever lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -37,6 +38,16 @@ class LandingZone(dg.ConfigurableResource):
     def path_for(self, use_case: str, table: str, partition: str | None) -> Path:
         name = f"{partition}.csv" if partition else f"{table}.csv"
         return Path(self.root) / use_case / table / name
+
+    def landed_days(self, use_case: str, tables: list[str]) -> list[str]:
+        """The days with a landing file of any of these daily tables, in order (a file name that is not
+        a day is left for the landing sensor and the contract to quarantine)."""
+        days = set()
+        for table in tables:
+            for path in (Path(self.root) / use_case / table).glob("*.csv"):
+                with contextlib.suppress(ValueError):
+                    days.add(date.fromisoformat(path.stem).isoformat())
+        return sorted(days)
 
     def land(self, use_case: str, table: str, partition: str | None, frame: pl.DataFrame) -> Path:
         """Deliver a file the way the upstream system does: CSV, empty for null, UTC timestamps."""
