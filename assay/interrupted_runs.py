@@ -7,7 +7,7 @@ the run would stay STARTED forever and keep its concurrency slots. Each run reco
 executes it (the engine event "Executing steps in process (pid: N)"); when Assay next starts, a
 STARTING or STARTED run whose process is gone, or whose pid now belongs to a process started after that
 event, is reported failed with a message saying so. It runs when an `assay` command that reads or
-starts runs begins (assay/cli.py) and, while the daemon runs, every minute as the
+starts runs begins (cli/main.py) and, while the daemon runs, every minute as the
 `assay_interrupted_runs` sensor (automation/interrupted_runs.py).
 
 Local only: on Kubernetes the run's process lives in another pod and the Helm chart's run monitoring

@@ -28,7 +28,7 @@ from assay.settings import state
 from assay.spec import ROLLOUT_STEPS, UseCase
 from automation.conditions import follows_gated_upstream
 from assets.rollout import StepVerdict, judge, replay_traffic, traffic_rows
-from resources.deployer import Deployer
+from resources.deployment.deployer import Deployer
 from resources.registry import ModelRegistry, PromotionRefused
 from training.artifacts import MODEL_SHA256_TAG
 from serving.requests import predictions, v2_request

@@ -15,7 +15,7 @@ from assay.releases import ReleaseEvent, record
 from assay.settings import REPO_ROOT, state
 from assay.spec import UseCase
 from resources.registry import ModelRegistry, PromotionRefused
-from resources.trainer import Trainer
+from resources.training.trainer import Trainer
 from training.artifacts import MODEL_SHA256_TAG, PAYLOAD_SHA256_TAG
 from training.evaluation import PRIMARY
 

@@ -19,7 +19,8 @@ import polars as pl
 from assay import sql
 from assay.settings import state
 from assay.spec import UseCase
-from resources.deployer import Deployer
+from automation.retrain import monitoring_min_rows
+from resources.deployment.deployer import Deployer
 from resources.registry import ModelRegistry
 from resources.warehouse import Warehouse
 
@@ -81,14 +82,6 @@ def serving_version(log: pl.DataFrame) -> str:
     """The version that answered most of the day's requests: the one whose training set is the reference."""
     counts = log.group_by("model_version").len().sort(["len", "model_version"], descending=True)
     return counts["model_version"][0]
-
-
-def monitoring_min_rows(spec: UseCase, instance: dg.DagsterInstance) -> int:
-    """The spec's `monitoring.min_rows`, else derived from the latest training set's daily volume."""
-    event = instance.get_latest_materialization_event(dg.AssetKey([spec.name, "training_set"]))
-    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    rows = metadata["dagster/row_count"].value if "dagster/row_count" in metadata else None
-    return spec.monitoring_min_rows(rows)
 
 
 def reference_frame(spec: UseCase, registry: ModelRegistry, version: str) -> pl.DataFrame:

@@ -16,7 +16,14 @@ import dagster as dg
 
 from assay.contract import DATA_GATES
 from assay.spec import UseCase
-from assets.monitoring import monitoring_min_rows
+
+
+def monitoring_min_rows(spec: UseCase, instance: dg.DagsterInstance) -> int:
+    """The spec's `monitoring.min_rows`, else derived from the latest training set's daily volume."""
+    event = instance.get_latest_materialization_event(dg.AssetKey([spec.name, "training_set"]))
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    rows = metadata["dagster/row_count"].value if "dagster/row_count" in metadata else None
+    return spec.monitoring_min_rows(rows)
 
 
 def training_selection(spec: UseCase) -> list[dg.AssetKey]:

@@ -32,8 +32,8 @@ import dagster as dg  # noqa: E402
 import duckdb  # noqa: E402
 
 from assay import sql  # noqa: E402
-from assay.replay import replay  # noqa: E402
-from assay.runs import _keys, _run, load_definitions, materialize_window  # noqa: E402
+from harness.replay import replay  # noqa: E402
+from harness.runs import _keys, _run, load_definitions, materialize_window  # noqa: E402
 from assay.settings import prepare_environment, state  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
 from resources.landing_zone import LandingZone  # noqa: E402

@@ -31,8 +31,8 @@ import dagster as dg  # noqa: E402
 import duckdb  # noqa: E402
 
 from assay.contract import ContractViolation, read_landing_file, sha256_file  # noqa: E402
-from assay.replay import replay  # noqa: E402
-from assay.runs import load_definitions  # noqa: E402
+from harness.replay import replay  # noqa: E402
+from harness.runs import load_definitions  # noqa: E402
 from assay.settings import StateLayout, prepare_environment  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
 from assets.ingest import store_partition  # noqa: E402

@@ -52,10 +52,10 @@ if not CHILD:
 import dagster as dg  # noqa: E402
 
 from assay.contract import read_landing_file, sha256_file  # noqa: E402
-from assay.runs import load_definitions  # noqa: E402
+from harness.runs import load_definitions  # noqa: E402
 from assay.settings import DBT_PROJECT_DIR, prepare_environment, state  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
-from automation.simulation import Simulation  # noqa: E402
+from harness.simulation import Simulation  # noqa: E402
 from resources.landing_zone import LandingZone  # noqa: E402
 from results import write_section  # noqa: E402  (bench/results.py, beside this script)
 

@@ -6,7 +6,7 @@ For the use case's champion, or --version N (from the Assay state folder: --home
 else `.assay`):
 
 - assay:      MLServer with Assay's runtime (serving.runtime.AssayMLflowRuntime), started through
-              resources/serving.py's LocalModelServer exactly as a deployment starts it;
+              resources/deployment/model_server.py's LocalModelServer exactly as a deployment starts it;
 - mlserver:   bare MLServer serving the same MLflow model folder with the stock
               `mlserver_mlflow.MLflowRuntime` (its own settings, same server settings otherwise);
 - in-process: `mlflow.pyfunc.load_model(uri).predict` on the same rows, no HTTP.
@@ -102,7 +102,7 @@ class BareMLServer:
         self.root, self.name, self.port = root, name, port
         self.url = f"http://127.0.0.1:{port}"
         (root / "models" / name).mkdir(parents=True)
-        # The same server settings Assay writes (resources/serving.py), so the runtime is the difference.
+        # The same server settings Assay writes (resources/deployment/model_server.py), so the runtime is the difference.
         (root / "settings.json").write_text(json.dumps({
             "host": "127.0.0.1", "http_port": port, "grpc_port": port + 1, "metrics_port": port + 2,
             "parallel_workers": 0, "load_models_at_startup": True,
@@ -273,7 +273,7 @@ def main() -> None:
     from assay.settings import mlflow_tracking_uri, state, usecases_dir
     from assay.spec import load_spec
     from resources.registry import ModelRegistry
-    from resources.serving import LocalModelServer
+    from resources.deployment.model_server import LocalModelServer
     from serving.requests import v2_request
     from training.tabular import FeatureSet
     from training.train import model_input

@@ -10,9 +10,10 @@ from assay.settings import DBT_PROJECT_DIR, StateLayout, environment, mlflow_tra
 from resources.dbt import installed_dbt
 from resources.landing_zone import LandingZone
 from resources.registry import ModelRegistry
-from resources.deployer import DEFAULT_PORTS, LocalDeployer
-from resources.seldon_deployer import SeldonDeployer
-from resources.trainer import KubernetesTrainer, LocalTrainer
+from resources.deployment.local import DEFAULT_PORTS, LocalDeployer
+from resources.deployment.seldon.deployer import SeldonDeployer
+from resources.training.kubernetes import KubernetesTrainer
+from resources.training.local import LocalTrainer
 from resources.warehouse import Warehouse
 
 

@@ -6,7 +6,7 @@ inside the model. A caller's mistake should be a 4xx that names the field, and m
 a server fault to the latency and error-rate gates; so requests are checked against the model's
 signature and the use case's serving limits before the model sees them (serving/validation.py; the
 limits and partitions come in the model settings' `assay_serving` and `assay_partitions` parameters,
-written by resources/serving.py from the spec).
+written by resources/deployment/model_server.py from the spec).
 
 The stock path turns a request into a pandas frame, has MLflow enforce the signature on it, and the
 model turns that into polars: about 15 ms for one row on 2 cores, nearly all of it per-call
@@ -19,7 +19,7 @@ runtime serves through the stock path alone. The registered artifact is unchange
 pyfunc model, and its own code (logged with it) serves it either way.
 
 Before anything is loaded the model folder is hashed and compared with the whole-model sha256 in the
-model's settings (`parameters.extra.assay_model_sha256`, written by resources/serving.py): MLflow's
+model's settings (`parameters.extra.assay_model_sha256`, written by resources/deployment/model_server.py): MLflow's
 load unpickles python_model.pkl and imports code/, so a changed or unrecorded folder is refused
 before either happens, and the model is not served.
 """
@@ -68,7 +68,7 @@ def request_rules(runtime: MLflowRuntime) -> RequestRules:
                         tuple(date.fromisoformat(d) for d in partitions) if partitions else None, outputs)
 
 
-EXPECTED_SHA256_PARAMETER = "assay_model_sha256"  # resources/serving.py writes it; Seldon renders it
+EXPECTED_SHA256_PARAMETER = "assay_model_sha256"  # resources/deployment/model_server.py writes it; Seldon renders it
 
 
 class ModelRefused(MLServerError):

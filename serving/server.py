@@ -7,7 +7,7 @@ sees the request; a limit in the runtime would come after the cost it is meant t
 gets an ASGI middleware, the outermost one, that answers 413 once a declared Content-Length or the
 bytes received pass the limit, and bounds a gzip body by its decompressed size. The limit is
 `assay_max_body_bytes` in the folder's settings.json (MLServer ignores keys it does not know);
-resources/serving.py writes it from the served use cases' `serving.max_body_bytes`.
+resources/deployment/model_server.py writes it from the served use cases' `serving.max_body_bytes`.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def weather_platform(folder: Path, edit):
     with model servers on free ports; the servers are stopped afterwards."""
     import yaml
 
-    from assay.runs import load_definitions
+    from harness.runs import load_definitions
 
     usecases = only_use_case(folder, "weather")
     spec = yaml.safe_load((usecases / "weather.yaml").read_text())

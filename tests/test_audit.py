@@ -12,11 +12,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from assay import audit
+from cli import audit
 from assay.approvals import approve, record_approval
 from assay.releases import ReleaseEvent, head_path, log_path, record, record_override, verify_chain
-from assay.replay import replay
-from assay.runs import materialize_window
+from harness.replay import replay
+from harness.runs import materialize_window
 from conftest import weather_platform
 
 DAYS = [(date(2013, 1, 1) + timedelta(days=i)).isoformat() for i in range(10)]

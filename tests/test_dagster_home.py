@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assay.replay import replay
+from harness.replay import replay
 from assay.settings import DERIVED_DAGSTER_HOME, REPO_ROOT, StateMismatch, prepare_environment
 from assay.spec import load_spec
 from assay.startup_hook import install

@@ -13,8 +13,8 @@ import yaml
 
 from assay.approvals import record_approval
 from assay.releases import history
-from assay.replay import replay
-from assay.runs import load_definitions, materialize_window
+from harness.replay import replay
+from harness.runs import load_definitions, materialize_window
 from assay.settings import REPO_ROOT
 from conftest import venv_bin
 from resources.registry import PromotionRefused

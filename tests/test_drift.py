@@ -8,7 +8,7 @@ from datetime import date
 import polars as pl
 import pytest
 
-from assay.replay import source_table
+from harness.replay import source_table
 from monitoring.drift import DriftThresholds, categorical_counts, drift_report, prediction_drift
 
 

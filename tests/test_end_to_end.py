@@ -12,10 +12,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assay.replay import replay
-from assay.runs import load_definitions, materialize_window
+from harness.replay import replay
+from harness.runs import load_definitions, materialize_window
 from assay.settings import REPO_ROOT
-from assay.status import collect_status
+from cli.status import collect_status
 from conftest import venv_bin
 
 DAYS = [(date(2013, 1, 1) + timedelta(days=i)).isoformat() for i in range(6)]

@@ -8,8 +8,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assay.replay import replay
-from assay.runs import load_definitions
+from harness.replay import replay
+from harness.runs import load_definitions
 
 FLIGHTS = dg.AssetKey(["flights", "raw_flights"])
 WEATHER = dg.AssetKey(["flights", "raw_weather"])

@@ -13,11 +13,11 @@ import dagster as dg
 import pytest
 
 from assay.interrupted_runs import fail_interrupted_runs, run_process
-from assay.replay import replay
+from harness.replay import replay
 
 MATERIALIZE = """
 import dagster as dg
-from assay.runs import load_definitions
+from harness.runs import load_definitions
 defs = load_definitions()
 with dg.DagsterInstance.get() as instance:
     dg.materialize(list(defs.assets), resources=defs.resources, instance=instance,
@@ -36,7 +36,7 @@ def _wait_for_run_executing(instance: dg.DagsterInstance, timeout: float = 120) 
 
 
 def _next_start_by_the_cli() -> None:
-    started = subprocess.run([sys.executable, "-m", "assay.cli", "status"], env=dict(os.environ),
+    started = subprocess.run([sys.executable, "-m", "cli.main", "status"], env=dict(os.environ),
                              capture_output=True, text=True, timeout=300)
     assert started.returncode == 0, started.stderr[-2000:]
 

@@ -8,8 +8,8 @@ from datetime import date
 import dagster as dg
 import pytest
 
-from assay.replay import replay
-from automation.ticks import run_sensor_requests, tick_sensor
+from harness.replay import replay
+from harness.ticks import run_sensor_requests, tick_sensor
 from conftest import weather_platform
 
 SENSOR = "weather_landing"

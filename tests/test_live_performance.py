@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from assay.replay import source_table
+from harness.replay import source_table
 from monitoring.live_performance import floor_crossings, join_outcomes, live_performance
 
 

@@ -14,7 +14,7 @@ import pytest
 from mlserver.settings import ModelParameters, ModelSettings
 
 from conftest import log_lightgbm_model
-from resources.serving import ArtifactRejected, LocalModelServer
+from resources.deployment.model_server import ArtifactRejected, LocalModelServer
 from serving.runtime import AssayMLflowRuntime, ModelRefused
 from training.artifacts import ArtifactMismatch, check_model_folder, model_sha256
 from training.tabular import FeatureSet

@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from assay.replay import replay
+from harness.replay import replay
 from assay.settings import state
 from assets.training_set import write_snapshot
 from assets.monitoring import reference_frame
-from assay.runs import load_definitions, materialize_window
+from harness.runs import load_definitions, materialize_window
 from resources.registry import PromotionRefused
 from training.artifacts import ArtifactMismatch
 

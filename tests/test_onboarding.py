@@ -21,9 +21,9 @@ import polars as pl
 import pytest
 import yaml
 
-from assay import cli
-from assay.replay import source_table
-from assay.runs import load_definitions
+from cli.main import main as run_assay
+from harness.replay import source_table
+from harness.runs import load_definitions
 from assay.settings import DBT_PROJECT_DIR, REPO_ROOT
 from assay.spec import SpecError, load_spec
 from conftest import free_ports, venv_bin
@@ -112,14 +112,14 @@ def test_each_use_case_s_dbt_models_build_into_its_schema_by_folder(third_use_ca
 
 @pytest.mark.parametrize("command", ["replay", "simulate"])
 def test_replay_and_simulate_refuse_a_use_case_without_a_replay_source(third_use_case, command, capsys):
-    assert cli.main([command, "readings", "--days", "2"]) == 2
+    assert run_assay([command, "readings", "--days", "2"]) == 2
     error = capsys.readouterr().err
     assert f"assay {command}: readings has no replay source" in error and "readings.yaml" in error
     assert "assay build readings" in error
 
 
 def test_the_demo_skips_a_use_case_without_a_replay_source_and_builds_the_others(third_use_case, tmp_path):
-    from assay.demo import run_demo
+    from cli.demo import run_demo
 
     usecases, _ = third_use_case
     only = tmp_path / "usecases"
@@ -163,7 +163,7 @@ def _land_readings(landing, days: int) -> None:
 def built(third_use_case, landing, instance):
     _land_readings(landing, DAYS)
     with contextlib.redirect_stdout(io.StringIO()) as printed:
-        code = cli.main(["build", "readings"])
+        code = run_assay(["build", "readings"])
     return code, printed.getvalue()
 
 
@@ -193,7 +193,7 @@ def test_a_derived_latency_budget_gates_the_staging_deployment(built, instance):
 
 
 def test_monitoring_min_rows_is_derived_from_a_day_s_volume_of_the_training_set(built, instance, third_use_case):
-    from assets.monitoring import monitoring_min_rows
+    from automation.retrain import monitoring_min_rows
 
     usecases, _ = third_use_case
     spec = load_spec(usecases / "readings.yaml")
@@ -204,7 +204,7 @@ def test_monitoring_min_rows_is_derived_from_a_day_s_volume_of_the_training_set(
 
 
 def test_assay_status_names_the_days_held_back_and_why(built, capsys):
-    assert cli.main(["status", "--json"]) == 0
+    assert run_assay(["status", "--json"]) == 0
     body = json.loads(capsys.readouterr().out)["use_cases"]["readings"]
     assert body["summary"]["days_held_back"] == 2
     bad, missing = body["held_back"]
@@ -212,7 +212,7 @@ def test_assay_status_names_the_days_held_back_and_why(built, capsys):
     assert "temp" in bad["description"]
     assert (missing["partition"], missing["check"]) == (MISSING_DAY, "(not evaluated)")
     assert "failed before the data gates ran" in missing["description"]
-    assert cli.main(["status"]) == 0
+    assert run_assay(["status"]) == 0
     text = capsys.readouterr().out
     assert "readings: 2 days held back by their data gates" in text
     assert f"held back {BAD_DAY}: readings/raw_readings:contract:" in text

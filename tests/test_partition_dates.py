@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from assay.replay import replay
+from harness.replay import replay
 from assay.settings import REPO_ROOT
 from assay.spec import SpecError, load_spec
 from conftest import weather_platform, why_failed

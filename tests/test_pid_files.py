@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from assay.processes import alive
-from resources.serving import LocalModelServer
+from resources.deployment.model_server import LocalModelServer
 
 
 @pytest.fixture

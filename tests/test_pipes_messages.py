@@ -7,7 +7,7 @@ import time
 
 from dagster._utils import tail_file
 
-from resources.trainer import LocalTrainer, WholeLineTempFileMessageReader, whole_lines
+from resources.training.local import LocalTrainer, WholeLineTempFileMessageReader, whole_lines
 
 
 def _collect(lines, into: list) -> None:

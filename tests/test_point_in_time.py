@@ -11,7 +11,7 @@ from datetime import date, timedelta
 import pytest
 
 from assay.contract import read_landing_file
-from assay.replay import replay
+from harness.replay import replay
 from assay.settings import DBT_PROJECT_DIR
 from assets.ingest import store_partition
 from conftest import venv_bin

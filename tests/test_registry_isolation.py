@@ -85,7 +85,7 @@ def test_a_copied_state_serves_its_own_staged_model_files(tmp_path):
     from mlserver.settings import ModelSettings
     from mlserver.utils import get_model_uri
 
-    from resources.serving import LocalModelServer
+    from resources.deployment.model_server import LocalModelServer
     from training.artifacts import model_sha256
 
     model = tmp_path / "model"

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from assay.releases import history
-from assay.replay import replay
-from assay.runs import load_definitions, materialize_window
+from harness.replay import replay
+from harness.runs import load_definitions, materialize_window
 from assay.settings import REPO_ROOT
 from assay.spec import load_spec
 from assets.rollout import LiveFigures, judge, takes_canary

@@ -9,8 +9,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assay.replay import replay
-from assay.runs import load_definitions, materialize_window
+from harness.replay import replay
+from harness.runs import load_definitions, materialize_window
 from assay.settings import REPO_ROOT
 from conftest import only_use_case
 

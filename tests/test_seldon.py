@@ -23,8 +23,8 @@ import kubernetes
 import pytest
 import yaml
 
-from resources import seldon
-from resources.seldon import (
+from resources.deployment import seldon
+from resources.deployment.seldon import (
     ModelRef,
     ReleasePlan,
     ReleasePlanError,

@@ -22,10 +22,10 @@ import dagster as dg
 import kubernetes
 import pytest
 
-from resources import seldon
-from resources.deployer import Deployer
-from resources.seldon import SeldonError, release_problems, validate_against_crd
-from resources.seldon_deployer import (
+from resources.deployment import seldon
+from resources.deployment.deployer import Deployer
+from resources.deployment.seldon import SeldonError, release_problems, validate_against_crd
+from resources.deployment.seldon.deployer import (
     ENVIRONMENT_LABEL,
     SeldonDeployer,
     SeldonDeployError,
@@ -33,7 +33,7 @@ from resources.seldon_deployer import (
     readiness,
     release_name,
 )
-from resources.serving import Served
+from resources.deployment.deployer import Served
 from training.artifacts import check_model_folder, model_sha256
 from test_seldon import _granted, _rbac
 

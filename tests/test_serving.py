@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from assay.replay import replay
-from assay.runs import load_definitions, materialize_window
+from harness.replay import replay
+from harness.runs import load_definitions, materialize_window
 from conftest import free_ports
-from resources.serving import ArtifactRejected, LocalModelServer, ServingError
+from resources.deployment.model_server import ArtifactRejected, LocalModelServer, ServingError
 from serving.requests import predictions, v2_request
 from training.tabular import FeatureSet
 from training.train import model_input

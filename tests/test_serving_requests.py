@@ -18,7 +18,7 @@ import pytest
 from assay.settings import REPO_ROOT
 from assay.spec import SpecError, load_spec
 from conftest import free_ports, log_lightgbm_model
-from resources.serving import LocalModelServer
+from resources.deployment.model_server import LocalModelServer
 from serving import inference_log
 from serving.requests import v2_request
 from training.artifacts import model_sha256

@@ -11,8 +11,8 @@ import dagster as dg
 import pytest
 
 from assets.monitoring import read_log_day
-from automation.simulation import Simulation
-from automation.ticks import run_sensor_requests, tick_sensor
+from harness.simulation import Simulation
+from harness.ticks import run_sensor_requests, tick_sensor
 from conftest import weather_platform
 
 START = date(2013, 4, 1)
@@ -74,7 +74,7 @@ def test_a_retrain_is_caused_by_measured_drift_and_never_inside_the_minimum_inte
 def test_no_retrain_is_requested_while_the_latest_data_gates_fail(replayed, instance, landing):
     defs, spec, simulation = replayed
     bad_day = START + timedelta(days=DAYS)
-    from assay.replay import replay
+    from harness.replay import replay
 
     replay(spec, landing, bad_day, 1)
     path = landing.path_for("weather", "weather", bad_day.isoformat())

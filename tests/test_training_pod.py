@@ -35,8 +35,8 @@ from dagster_pipes import (
     encode_env_var,
 )
 
-from resources.training_pod import _CREDENTIAL_PATTERN as _SECRET_VALUE
-from resources.training_pod import (
+from resources.training.pod import _CREDENTIAL_PATTERN as _SECRET_VALUE
+from resources.training.pod import (
     TRAINING_COMMAND,
     TrainingPodConfigError,
     TrainingPodSettings,
@@ -628,7 +628,7 @@ def _materialize_training(fake_cluster, settings, command):
 
     @dg.asset(key_prefix=["flights"], name="candidate_lightgbm", pool="gpu")
     def candidate(context):  # (no annotation: this module defers annotations to strings)
-        # Called the way resources/trainer.py calls it: positionally, labels from the extras.
+        # Called the way resources/training/local.py calls it: positionally, labels from the extras.
         extras = {
             "use_case": "flights",
             "family": "lightgbm",

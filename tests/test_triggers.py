@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from assay.replay import source_table
+from harness.replay import source_table
 from monitoring.drift import drift_report
 from monitoring.live_performance import LivePerformance
 from monitoring.triggers import (

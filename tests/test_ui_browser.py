@@ -19,8 +19,8 @@ from datetime import date, timedelta
 import pytest
 import yaml
 
-from assay.replay import replay
-from assay.runs import load_definitions, materialize_window
+from harness.replay import replay
+from harness.runs import load_definitions, materialize_window
 from assay.settings import REPO_ROOT
 from browser import ARTIFACTS, DagsterUI, Steps, chromium_or_skip
 

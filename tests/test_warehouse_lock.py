@@ -11,11 +11,11 @@ from datetime import date
 import duckdb
 import pytest
 
-from assay.replay import replay
+from harness.replay import replay
 
 MATERIALIZE = """
 import sys, dagster as dg
-from assay.runs import load_definitions
+from harness.runs import load_definitions
 defs = load_definitions()
 with dg.DagsterInstance.get() as instance:
     result = dg.materialize(list(defs.assets), resources=defs.resources, instance=instance,

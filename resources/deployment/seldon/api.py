@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from resources.seldon.plan import (
+from resources.deployment.seldon.plan import (
     APPLY_PATCH_CONTENT_TYPE,
     FIELD_MANAGER,
     ReleaseRejected,
@@ -13,8 +13,8 @@ from resources.seldon.plan import (
     _CORE2_EXPERIMENT,
     _CORE2_MODEL,
 )
-from resources.seldon.crds import _describe, _split_api_version, plural_of
-from resources.seldon.admission import _get, _identity, _name_errors, release_problems
+from resources.deployment.seldon.crds import _describe, _split_api_version, plural_of
+from resources.deployment.seldon.admission import _get, _identity, _name_errors, release_problems
 
 
 # Models (and SeldonDeployments) before the Experiment that routes to them; on delete the other way.

@@ -1,6 +1,6 @@
 """The deployer on Kubernetes (`ASSAY_ENV=kubernetes`): releases rendered to Seldon and applied.
 
-`SeldonDeployer` implements resources/deployer.py's interface with the resources/seldon/ package: each
+`SeldonDeployer` implements resources/deployment/local.py's interface with the resources/deployment/seldon/ package: each
 `deploy` or `stage` is one `ReleasePlan` rendered for the configured flavour (Seldon Core 2 or
 Core v1), applied server-side, waited on until Seldon reports it Ready, and only then is what the
 release no longer has deleted (a Core 2 Experiment after a full promotion, a former champion's or a
@@ -63,8 +63,8 @@ from urllib.parse import urlsplit
 from pydantic import PrivateAttr
 
 from assay.spec import ROLLOUT_STEPS
-from resources.deployer import Deployer
-from resources.seldon import (
+from resources.deployment.deployer import Deployer
+from resources.deployment.seldon import (
     FIELD_MANAGER,
     MANAGED_BY,
     ROLE_LABEL,
@@ -82,7 +82,7 @@ from resources.seldon import (
     render_core2,
     render_v1,
 )
-from resources.serving import Served
+from resources.deployment.deployer import Served
 from training.artifacts import MODEL_SHA256_TAG, ArtifactMismatch
 
 FLAVOURS = ("core2", "v1")

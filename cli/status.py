@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from assay.runs import load_definitions
+from harness.runs import load_definitions
 
 
 def _when(timestamp: float | None) -> str | None:

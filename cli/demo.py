@@ -3,7 +3,7 @@ built, which gates passed, which days were held back and why, and where to look.
 
 The demo replays a default window of real days for every use case with a replay source (a use case
 whose files arrive from upstream is skipped, with a line saying so); `assay build` materializes what
-already landed for one use case. Both build through assay/runs.py and print the same summary.
+already landed for one use case. Both build through harness/runs.py and print the same summary.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from assay.replay import replay
-from assay.runs import StepRun, load_definitions, materialize_window
+from harness.replay import replay
+from harness.runs import StepRun, load_definitions, materialize_window
 from assay.settings import state, usecases_dir
 from assay.spec import UseCase, load_specs
-from assay.status import collect_status
+from cli.status import collect_status
 from resources.landing_zone import LandingZone
 
 

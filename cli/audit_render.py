@@ -1,4 +1,4 @@
-"""Rendering of an audit report (assay/audit.py) as Markdown or as one self-contained HTML page.
+"""Rendering of an audit report (cli/audit.py) as Markdown or as one self-contained HTML page.
 
 The HTML page needs nothing but itself: inline CSS, no script, and the lineage drawn as an inline
 SVG graph (landing files -> raw partitions -> feature models -> training set -> model version ->

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resources.seldon.plan import (
+from resources.deployment.seldon.plan import (
     CORE2_API_VERSION,
     MODEL_SHA256_PARAMETER,
     ModelRef,

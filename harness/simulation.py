@@ -19,10 +19,10 @@ import polars as pl
 
 from assay import sql
 from assay.releases import history
-from assay.replay import replay
+from harness.replay import replay
 from assay.settings import state
 from assay.spec import UseCase
-from automation.ticks import TickRun, execute, run_sensor_requests, tick_automation, tick_sensor
+from harness.ticks import TickRun, execute, run_sensor_requests, tick_automation, tick_sensor
 from serving.requests import v2_request
 
 

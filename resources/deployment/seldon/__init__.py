@@ -40,7 +40,7 @@ and, to roll back or end a release on Core 2 (server-side apply cannot remove an
     delete(obsolete(render_core2(plan), after), api_client)   # the Experiment, then the candidate
 """
 
-from resources.seldon.plan import (  # noqa: F401
+from resources.deployment.seldon.plan import (  # noqa: F401
     APPLY_PATCH_CONTENT_TYPE,
     CORE2_API_VERSION,
     CRDS_ENV,
@@ -69,21 +69,21 @@ from resources.seldon.plan import (  # noqa: F401
     is_dns_label,
     is_label_value,
 )
-from resources.seldon.render import (  # noqa: F401
+from resources.deployment.seldon.render import (  # noqa: F401
     render_core2,
     render_v1,
 )
-from resources.seldon.crds import (  # noqa: F401
+from resources.deployment.seldon.crds import (  # noqa: F401
     crds_dir,
     plural_of,
     validate_against_crd,
 )
-from resources.seldon.admission import (  # noqa: F401
+from resources.deployment.seldon.admission import (  # noqa: F401
     admission_errors,
     batch_errors,
     release_problems,
 )
-from resources.seldon.api import (  # noqa: F401
+from resources.deployment.seldon.api import (  # noqa: F401
     apply,
     delete,
     obsolete,

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from resources.seldon.plan import CRDS_ENV, DEFAULT_CRDS_DIR, SeldonError, SeldonValidationError
+from resources.deployment.seldon.plan import CRDS_ENV, DEFAULT_CRDS_DIR, SeldonError, SeldonValidationError
 
 
 def crds_dir() -> Path:

@@ -46,7 +46,7 @@ def _replayable(name: str, command: str) -> UseCase:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from assay.replay import replay
+    from harness.replay import replay
     from resources.landing_zone import LandingZone
 
     layout = prepare_environment()
@@ -61,7 +61,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from assay.status import collect_status, render_status
+    from cli.status import collect_status, render_status
 
     prepare_environment()
     report = collect_status()
@@ -70,14 +70,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from assay.demo import run_demo
+    from cli.demo import run_demo
 
     prepare_environment()
     return run_demo(days=args.days)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from assay.demo import run_build
+    from cli.demo import run_build
 
     prepare_environment()
     spec = _spec(args.use_case)
@@ -88,9 +88,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from assay.demo import output_to
-    from assay.runs import load_definitions
-    from automation.simulation import simulate
+    from cli.demo import output_to
+    from harness.runs import load_definitions
+    from harness.simulation import simulate
     from resources.landing_zone import LandingZone
 
     layout = prepare_environment()
@@ -200,7 +200,7 @@ def cmd_releases(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from assay.audit import audit_main, verify_log_main
+    from cli.audit import audit_main, verify_log_main
 
     prepare_environment()
     if args.use_case == "verify-log":

@@ -19,7 +19,7 @@ APPLY_PATCH_CONTENT_TYPE = "application/apply-patch+yaml"
 CRDS_ENV = "ASSAY_SELDON_CRDS"
 # Vendored, unmodified copies (provenance and hashes in SOURCE.md there), so a clean clone and the
 # image validate against the same schemas.
-DEFAULT_CRDS_DIR = Path(__file__).resolve().parents[2] / "platform" / "seldon" / "crds"
+DEFAULT_CRDS_DIR = Path(__file__).resolve().parents[3] / "platform" / "seldon" / "crds"
 
 STRATEGIES = ("full", "shadow", "canary")
 

@@ -1,8 +1,7 @@
-"""Where training runs: one interface, one implementation per environment.
+"""The local trainer: `python -m training.train` as a subprocess on this machine, through Dagster Pipes.
 
-Both run the same entrypoint (`python -m training.train`) through Dagster Pipes and hand back the
-same results; only the place differs (a local subprocess, or a GPU pod on Kubernetes).
-"""
+Its message reader reads whole lines only (Dagster's own reader can parse a line the trainer is still
+writing)."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ from contextlib import contextmanager
 import dagster as dg
 
 from assay.settings import REPO_ROOT
-
-ENTRYPOINT = ["-m", "training.train"]
+from resources.training.trainer import ENTRYPOINT, Trainer
 
 
 def whole_lines(path: str, should_stop: Callable[[], bool]) -> Iterator[str]:
@@ -66,13 +64,6 @@ class WholeLineTempFileMessageReader(dg.PipesTempFileMessageReader):
                 yield params
 
 
-class Trainer(dg.ConfigurableResource):
-    """Runs the training entrypoint for an asset and returns the Pipes invocation."""
-
-    def train(self, context: dg.AssetExecutionContext, extras: dict, tracking_uri: str):
-        raise NotImplementedError
-
-
 class LocalTrainer(Trainer):
     """The embedded default: a subprocess on this machine, with this environment's Python."""
 
@@ -81,18 +72,3 @@ class LocalTrainer(Trainer):
             context=context, command=[sys.executable, *ENTRYPOINT], extras=extras,
             env={"MLFLOW_TRACKING_URI": tracking_uri},
         )
-
-
-class KubernetesTrainer(Trainer):
-    """A pod of the training image on the GPU node pool (see platform/k8s and platform/README.md)."""
-
-    def train(self, context, extras, tracking_uri):
-        # The pod reads MLFLOW_TRACKING_URI from its Kubernetes Secret: credentials never travel in
-        # the Pipes context, which is a plain env var readable by anyone who can read pods.
-        from resources.training_pod import (
-            TRAINING_COMMAND, TrainingPodSettings, kubernetes_trainer_client, run_kubernetes_training,
-        )
-
-        settings = TrainingPodSettings.from_env()
-        return run_kubernetes_training(kubernetes_trainer_client(settings), settings, context,
-                                       command=TRAINING_COMMAND, extras=extras)

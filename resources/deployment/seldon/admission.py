@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from resources.seldon.plan import (
+from resources.deployment.seldon.plan import (
     PREPACKAGED_SERVERS,
     SeldonError,
     _CORE2_EXPERIMENT,
@@ -21,7 +21,7 @@ from resources.seldon.plan import (
     is_dns_label,
     is_label_value,
 )
-from resources.seldon.crds import _describe, _schema_errors, _split_api_version
+from resources.deployment.seldon.crds import _describe, _schema_errors, _split_api_version
 
 
 def _get(mapping: Any, key: str, default: Any = None) -> Any:

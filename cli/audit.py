@@ -443,7 +443,7 @@ def validate_report(report: dict) -> None:
 
 
 def render(report: dict, fmt: str) -> str:
-    from assay import audit_render
+    from cli import audit_render
 
     if fmt == "json":
         return json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"

@@ -25,7 +25,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -34,6 +33,7 @@ from assay.processes import alive as _alive
 from assay.processes import is_same_process, started_at
 from assay.settings import REPO_ROOT, usecases_dir
 from assay.spec import Serving, load_spec
+from resources.deployment.deployer import Served
 from serving.inference_log import LOG_DIR_ENV
 from serving.server import MAX_BODY_SETTING
 from training.artifacts import MODEL_SHA256_TAG, ArtifactMismatch, check_model_folder
@@ -48,13 +48,6 @@ class ServingError(RuntimeError):
 
 class ArtifactRejected(ServingError):
     pass
-
-
-@dataclass(frozen=True)
-class Served:
-    name: str
-    version: str
-    url: str
 
 
 def _port_free(host: str, port: int) -> bool:
