@@ -4,9 +4,9 @@ No cluster runs here. Every rendering is validated against Seldon's own CRDs
 (platform/seldon/crds) in strict mode, so an unknown field fails as the API server's strict
 field validation would fail it, and against the admission rules the CRDs do not encode, each
 broken once on purpose. `apply` is then driven through the real kubernetes client down to its
-HTTP transport, which is the only thing replaced: what it would send to the API server (method,
-path, query, content type, body) is recorded and checked, and every call is checked against the
-Role in platform/k8s/deployer-rbac.yaml.
+HTTP transport, which is the only thing replaced (by tests/fake_kubernetes.py's API server): what
+it would send to the API server (method, path, query, content type, body) is recorded and checked,
+and every call is checked against the Role in platform/k8s/deployer-rbac.yaml.
 """
 
 from __future__ import annotations
@@ -16,12 +16,8 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
-from urllib.parse import parse_qsl, urlsplit
 
-import kubernetes
 import pytest
-import yaml
 
 from resources.deployment import seldon
 from resources.deployment.seldon import (
@@ -41,6 +37,7 @@ from resources.deployment.seldon import (
     render_v1,
     validate_against_crd,
 )
+from fake_kubernetes import FakeApiServer, as_sent, documents_by_kind, grants
 
 REPO = Path(__file__).resolve().parents[1]
 RBAC = REPO / "platform" / "k8s" / "deployer-rbac.yaml"
@@ -465,39 +462,6 @@ def test_a_batch_refuses_the_same_resource_twice():
 # ------------------------------------------------------------------------------- API boundary
 
 
-class FakeApiServer:
-    """The API server as the kubernetes client's HTTP transport sees it (urllib3's
-    `PoolManager.request`): records every request and answers it like the server would, echoing an
-    applied object back; `answers` maps "METHOD name" to a status to answer instead."""
-
-    def __init__(self, answers: dict[str, int] | None = None):
-        self.requests: list[SimpleNamespace] = []
-        self.answers = answers or {}
-
-    def request(self, method, url, body=None, headers=None, **_):
-        parts = urlsplit(url)
-        sent = SimpleNamespace(
-            method=method,
-            path=parts.path,
-            query=dict(parse_qsl(parts.query)),
-            headers=dict(headers or {}),
-            body=json.loads(body) if body else None,
-        )
-        self.requests.append(sent)
-        status = self.answers.get(f"{method} {parts.path.rsplit('/', 1)[-1]}", 200)
-        if status == 200:
-            data = json.dumps(sent.body or {"kind": "Status", "status": "Success"}).encode()
-        else:
-            data = json.dumps({"kind": "Status", "code": status, "reason": "Refused"}).encode()
-        return SimpleNamespace(
-            status=status,
-            reason="OK" if status == 200 else "Refused",
-            data=data,
-            getheaders=lambda: {"content-type": "application/json"},
-            getheader=lambda name, default=None: "application/json" if name.lower() == "content-type" else default,
-        )
-
-
 @pytest.fixture
 def server():
     return FakeApiServer()
@@ -505,9 +469,7 @@ def server():
 
 @pytest.fixture
 def api_client(server):
-    client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host="https://kube.example:6443"))
-    client.rest_client.pool_manager = server
-    return client
+    return server.connect()
 
 
 def _path(resource: dict, plural: str) -> str:
@@ -531,7 +493,7 @@ def test_apply_sends_one_server_side_apply_per_resource_as_field_manager_assay(r
         assert sent.query == {"fieldManager": "assay", "force": "True", "fieldValidation": "Strict"}
         assert sent.headers["Content-Type"] == "application/apply-patch+yaml"
         assert sent.body == resource
-        assert answer == resource
+        assert as_sent(answer) == resource
 
 
 def test_apply_sends_the_models_before_the_experiment_that_routes_to_them(server, api_client):
@@ -601,21 +563,8 @@ def test_a_seldondeployment_is_never_deleted_it_is_rolled_back_by_applying(serve
 # ---------------------------------------------------------------------------------------- RBAC
 
 
-def _rbac() -> dict[str, dict]:
-    return {d["kind"]: d for d in yaml.safe_load_all(RBAC.read_text()) if d}
-
-
-def _granted(role: dict) -> dict[tuple[str, str], set[str]]:
-    return {
-        (group, resource): set(rule["verbs"])
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-    }
-
-
 def test_the_deployer_role_grants_exactly_what_releases_call():
-    granted = _granted(_rbac()["Role"])
+    granted = grants(documents_by_kind(RBAC)["Role"])
     assert granted == {
         ("mlops.seldon.io", "models"): {"get", "list", "watch", "create", "patch", "delete"},
         ("mlops.seldon.io", "experiments"): {"get", "list", "watch", "create", "patch", "delete"},
@@ -626,12 +575,12 @@ def test_the_deployer_role_grants_exactly_what_releases_call():
 
 
 def test_every_call_a_release_makes_is_granted_to_assay_deployer(server, api_client):
-    docs = _rbac()
+    docs = documents_by_kind(RBAC)
     assert docs["RoleBinding"]["subjects"] == [
         {"kind": "ServiceAccount", "name": "assay-deployer", "namespace": "assay"}
     ]
     assert docs["RoleBinding"]["roleRef"]["name"] == docs["Role"]["metadata"]["name"]
-    granted = _granted(docs["Role"])
+    granted = grants(docs["Role"])
 
     for strategy in STRATEGIES:
         apply(render_core2(plan(strategy)) + render_v1(plan(strategy)), api_client)

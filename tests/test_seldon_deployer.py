@@ -1,22 +1,21 @@
 """The deployer on Kubernetes, checked up to the API boundary and the inference boundary.
 
 No cluster runs here. `SeldonDeployer` is driven through the real kubernetes client with only its
-HTTP transport replaced by `FakeCluster`, an API server that keeps what is applied, answers reads
-and label-selected lists with a status the test chooses, and deletes. Every request is recorded, so
-the tests assert the exact calls (server-side apply PATCHes, status GETs, lists, DELETEs), that
-every body validates strictly against Seldon's CRDs, and that each call is granted to
-`assay-deployer` (platform/k8s/deployer-rbac.yaml). A loopback HTTP server stands in for the
-Seldon mesh / ingress and records the path and headers of each inference request.
+HTTP transport replaced by tests/fake_kubernetes.py's API server, which keeps what is applied,
+answers reads and label-selected lists with the status a test chooses for Seldon to report, and
+deletes. Every request is recorded, so the tests assert the exact calls (server-side apply PATCHes,
+status GETs, lists, DELETEs), that every body validates strictly against Seldon's CRDs, and that
+each call is granted to `assay-deployer` (platform/k8s/deployer-rbac.yaml). A loopback HTTP server
+stands in for the Seldon mesh / ingress and records the path and headers of each inference request.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import parse_qsl, urlsplit
 
 import dagster as dg
 import kubernetes
@@ -35,12 +34,13 @@ from resources.deployment.seldon.deployer import (
 )
 from resources.deployment.deployer import Served
 from training.artifacts import check_model_folder, model_sha256
-from test_seldon import _granted, _rbac
+from fake_kubernetes import FakeApiServer, documents_by_kind, grants
 
 SHA = {"3": "3" * 64, "4": "4" * 64}
 SOURCE = {"3": "s3://assay-mlflow/1/models/m-3/artifacts", "4": "s3://assay-mlflow/1/models/m-4/artifacts"}
 CORE2 = "/apis/mlops.seldon.io/v1alpha1/namespaces/assay"
 V1 = "/apis/machinelearning.seldon.io/v1/namespaces/assay"
+RBAC = Path(__file__).resolve().parents[1] / "platform" / "k8s" / "deployer-rbac.yaml"
 APPLY_QUERY = {"fieldManager": "assay", "force": "True", "fieldValidation": "Strict"}
 
 
@@ -59,76 +59,6 @@ def ready_status(obj: dict, reads: int) -> dict:
     if obj["kind"] == "SeldonDeployment":
         status["state"] = "Available"
     return status
-
-
-class FakeCluster:
-    """The Kubernetes API server as the kubernetes client's HTTP transport (urllib3's
-    `PoolManager.request`) sees it. PATCH stores the applied object (a new generation when its
-    spec changes), GET reads one or lists those matching `labelSelector`, DELETE removes one (404
-    when absent). `status(obj, reads)` says what Seldon reports for an object on its reads-th read."""
-
-    def __init__(self):
-        self.objects: dict[str, dict] = {}
-        self.requests: list[SimpleNamespace] = []
-        self.reads: Counter = Counter()
-        self.status = ready_status
-        self.service_status: dict = {}  # v1: SeldonDeployment name -> status.serviceStatus
-
-    def request(self, method, url, body=None, headers=None, fields=None, **_):
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query)) | dict(fields or [])
-        sent = SimpleNamespace(method=method, path=parts.path, query=query, headers=dict(headers or {}),
-                               body=json.loads(body) if body else None)  # fmt: skip
-        self.requests.append(sent)
-        segments = parts.path.strip("/").split("/")
-        if method == "PATCH":
-            return self._answer(200, self._apply(parts.path, sent.body))
-        if method == "GET" and len(segments) == 6:
-            wanted = dict(item.split("=", 1) for item in query.get("labelSelector", "").split(",") if item)
-            items = [self._read(path) for path in sorted(self.objects) if path.rsplit("/", 1)[0] == parts.path
-                     and wanted.items() <= self.objects[path]["metadata"].get("labels", {}).items()]  # fmt: skip
-            return self._answer(200, {"apiVersion": "v1", "kind": "List", "items": items})
-        if parts.path not in self.objects:
-            return self._answer(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
-        if method == "GET":
-            self.reads[parts.path] += 1
-            return self._answer(200, self._read(parts.path))
-        if method == "DELETE":
-            del self.objects[parts.path]
-            return self._answer(200, {"kind": "Status", "status": "Success"})
-        return self._answer(405, {"kind": "Status", "code": 405})
-
-    def _apply(self, path: str, body: dict) -> dict:
-        before = self.objects.get(path)
-        obj = json.loads(json.dumps(body))
-        generation = 1 if before is None else before["metadata"]["generation"] + (before["spec"] != obj["spec"])
-        obj["metadata"].update(generation=generation, creationTimestamp="2026-01-01T00:00:00Z",
-                               managedFields=[{"manager": "assay", "operation": "Apply",
-                                               "time": f"2026-01-01T00:00:{len(self.requests):02d}Z"}])  # fmt: skip
-        self.objects[path] = obj
-        return obj
-
-    def _read(self, path: str) -> dict:
-        obj = self.objects[path]
-        status = self.status(obj, self.reads[path])
-        if status is not None and obj["kind"] == "SeldonDeployment":
-            status = {**status, "serviceStatus": self.service_status.get(obj["metadata"]["name"], {})}
-        obj["status"] = status or {}
-        return json.loads(json.dumps(obj))
-
-    @staticmethod
-    def _answer(status: int, body: dict):
-        return SimpleNamespace(
-            status=status, reason="OK" if status == 200 else "Refused", data=json.dumps(body).encode(),
-            getheaders=lambda: {"content-type": "application/json"},
-            getheader=lambda name, default=None: "application/json" if name.lower() == "content-type" else default,
-        )  # fmt: skip
-
-    def calls(self, since: int = 0) -> list[tuple[str, str]]:
-        return [(r.method, r.path) for r in self.requests[since:]]
-
-    def names(self) -> set[str]:
-        return {path.rsplit("/", 1)[-1] for path in self.objects}
 
 
 class FakeRegistry:
@@ -204,14 +134,12 @@ class Mesh:
 
 @pytest.fixture
 def cluster():
-    return FakeCluster()
+    return FakeApiServer(status=ready_status)
 
 
 @pytest.fixture
 def api_client(cluster):
-    client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host="https://kube.example:6443"))
-    client.rest_client.pool_manager = cluster
-    return client
+    return cluster.connect()
 
 
 @pytest.fixture
@@ -725,10 +653,11 @@ def test_a_request_for_the_champion_during_a_canary_is_pinned_past_the_split(cor
 
 def test_v1_inference_goes_through_the_ingress_path_and_a_version_to_its_predictor_service(v1, cluster, registry, mesh):
     host = mesh.url.removeprefix("http://")
-    cluster.service_status["flights-staging"] = {
+    services = {
         "flights-staging-flights-staging-v3": {"svcName": "flights-staging-flights-staging-v3", "httpEndpoint": host},
         "flights-staging-flights-staging-v4": {"svcName": "flights-staging-flights-staging-v4", "httpEndpoint": host},
     }  # fmt: skip
+    cluster.status = lambda obj, reads: {**ready_status(obj, reads), "serviceStatus": services}
     endpoint = v1.stage(registry, "flights", "staging", "3", "4", "canary", 10)
     assert endpoint.url == f"{mesh.url}/seldon/assay/flights-staging"
     endpoint.infer("flights", V2_REQUEST)
@@ -787,8 +716,8 @@ def test_v1_served_lists_every_predictors_version_once_the_deployment_is_availab
 
 
 def test_every_call_the_deployer_makes_is_granted_to_assay_deployer(api_client, cluster, registry, mesh):
-    role = _rbac()["Role"]
-    granted = _granted(role)
+    role = documents_by_kind(RBAC)["Role"]
+    granted = grants(role)
     for flavour in ("core2", "v1"):
         deployer = make(api_client, flavour, mesh.url)
         deployer.incumbent("flights", "staging")

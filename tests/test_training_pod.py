@@ -4,20 +4,21 @@ No cluster or GPU runs here. The pod body is the one dagster-k8s itself builds (
 the pure function `PipesK8sClient.run` calls) from our spec and metadata, validated against
 Kubernetes' own schema in strict mode. The client is then driven for real through
 `dg.materialize`: every line of dagster-k8s runs (config loading, pod creation, waiting, log
-streaming, Pipes message parsing, clean-up) and only `kubernetes.client.CoreV1Api`, the API
-server, is replaced. The fake API server runs the pod's container command as a local process with
-the environment the kubelet would give it (literal values, and Secret references resolved from a
-fake Secret holding the keys platform/README.md creates), so the Pipes messages that come back
-through the "pod logs" were written by a real dagster-pipes program from the pod's own env.
+streaming, Pipes message parsing, clean-up) and the kubernetes client's own, down to its HTTP
+transport, which is the only thing replaced (by tests/fake_kubernetes.py's API server). That
+server runs the pod's container command as a local process with the environment the kubelet would
+give it (literal values, and Secret references resolved from a Secret holding the keys
+platform/README.md creates), so the Pipes messages that come back through the pod's log were
+written by a real dagster-pipes program from the pod's own env.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,6 +35,7 @@ from dagster_pipes import (
     decode_env_var,
     encode_env_var,
 )
+from kubernetes.client import CoreV1Api
 
 from resources.training.pod import _CREDENTIAL_PATTERN as _SECRET_VALUE
 from resources.training.pod import (
@@ -45,6 +47,7 @@ from resources.training.pod import (
     training_pod_meta,
     training_pod_spec,
 )
+from fake_kubernetes import FakeApiServer, documents_by_kind, grants
 
 REPO = Path(__file__).resolve().parents[1]
 K8S_DIR = REPO / "platform" / "k8s"
@@ -284,21 +287,8 @@ def test_the_checked_in_pod_template_is_what_the_code_builds():
 # ------------------------------------------------------------------------------------- RBAC
 
 
-def _granted(role: dict) -> dict[tuple[str, str], set[str]]:
-    granted: dict[tuple[str, str], set[str]] = {}
-    for rule in role["rules"]:
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                granted.setdefault((group, resource), set()).update(rule["verbs"])
-    return granted
-
-
-def _trainer_rbac() -> dict[str, dict]:
-    return {d["kind"]: d for d in _documents(RBAC)}
-
-
 def test_the_trainer_account_has_no_token_and_no_role():
-    docs = _trainer_rbac()
+    docs = documents_by_kind(RBAC)
     account = docs["ServiceAccount"]
     assert account["metadata"]["name"] == "assay-trainer"
     assert account["metadata"]["namespace"] == "assay"
@@ -314,8 +304,8 @@ def test_the_trainer_account_has_no_token_and_no_role():
 
 
 def test_the_run_pods_may_launch_and_follow_training_pods_and_nothing_more():
-    docs = _trainer_rbac()
-    assert _granted(docs["Role"]) == {
+    docs = documents_by_kind(RBAC)
+    assert grants(docs["Role"]) == {
         ("", "pods"): {"create", "get", "list", "watch", "delete"},
         ("", "pods/log"): {"get"},
         ("", "events"): {"list"},
@@ -459,107 +449,37 @@ def test_run_needs_the_use_case_and_family_for_its_labels(settings):
 # ------------------------------------------------------- the client, driven through the API
 
 
-class _LogResponse:
-    """What `read_namespaced_pod_log(..., _preload_content=False)` returns: an HTTP response
-    that iterates over byte chunks and has `.data`."""
+class CoreV1Calls:
+    """The CoreV1Api calls dagster-k8s makes, as (method, namespace, the other arguments by name):
+    what the trainer Role's rules and these tests speak of. Each is passed on to the real client,
+    whose transport is the fake API server."""
 
-    def __init__(self, lines: list[str]):
-        self._chunks = [f"{line}\n".encode() for line in lines]
-        self.data = b"".join(self._chunks)
-
-    def __iter__(self):
-        return iter(self._chunks)
-
-    def stream(self):
-        return iter(self._chunks)
-
-
-class FakeCoreV1Api:
-    """The API server and a kubelet, for the calls PipesK8sClient makes. A created pod's first
-    container runs at once as a local process; any call not defined here fails the test."""
-
-    def __init__(self, secrets: dict[str, dict[str, str]], workdir: Path):
-        self.secrets = secrets
-        self.workdir = workdir
+    def __init__(self, server: FakeApiServer):
+        self.server = server
         self.calls: list[tuple[str, str, dict]] = []
-        self.pods: dict[str, tuple[kubernetes.client.V1Pod, int, list[str]]] = {}
-        self._start = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 
-    def __getattr__(self, name):
-        raise AssertionError(f"PipesK8sClient made an unexpected API call: {name}")
-
-    # -- pods
-    def create_namespaced_pod(self, namespace, body, **kwargs):
-        self.calls.append(("create_namespaced_pod", namespace, {"body": body, **kwargs}))
-        container = body.spec.containers[0]
-        env = {"PATH": "/usr/bin:/bin"}
-        for var in container.env or []:
-            if var.value_from is not None:
-                ref = var.value_from.secret_key_ref
-                env[var.name] = self.secrets[ref.name][ref.key]  # KeyError: a missing key
-            else:
-                env[var.name] = var.value
-        for source in container.env_from or []:
-            env.update(self.secrets[source.secret_ref.name])
-        command = list(container.command)
-        if command[0] == "python":
-            command[0] = sys.executable  # the image's python is this environment's
-        done = subprocess.run(
-            command, env=env, cwd=self.workdir, capture_output=True, text=True, timeout=120
-        )
-        lines = (done.stdout + done.stderr).splitlines()
-        self.pods[body.metadata.name] = (body, done.returncode, lines)
-        return body
-
-    def list_namespaced_pod(self, namespace, **kwargs):
-        self.calls.append(("list_namespaced_pod", namespace, kwargs))
-        name = kwargs["field_selector"].removeprefix("metadata.name=")
-        if name not in self.pods:
-            return SimpleNamespace(items=[])
-        body, returncode, _ = self.pods[name]
-        container = body.spec.containers[0]
-        status = kubernetes.client.V1PodStatus(
-            phase="Succeeded" if returncode == 0 else "Failed",
-            container_statuses=[
-                kubernetes.client.V1ContainerStatus(
-                    name=container.name,
-                    image=container.image,
-                    image_id="",
-                    ready=False,
-                    restart_count=0,
-                    state=kubernetes.client.V1ContainerState(
-                        terminated=kubernetes.client.V1ContainerStateTerminated(
-                            exit_code=returncode, reason="Completed" if returncode == 0 else "Error"
-                        )
-                    ),
-                )
-            ],
-        )
-        pod = kubernetes.client.V1Pod(metadata=body.metadata, spec=body.spec, status=status)
-        return SimpleNamespace(items=[pod])
-
-    def read_namespaced_pod_log(self, name, namespace, **kwargs):
-        self.calls.append(("read_namespaced_pod_log", namespace, {"name": name, **kwargs}))
-        lines = self.pods[name][2]
-        if kwargs.get("tail_lines"):
-            lines = lines[-kwargs["tail_lines"] :]
-        if kwargs.get("timestamps"):
-            stamp = lambda i: (self._start + timedelta(microseconds=i)).strftime(  # noqa: E731
-                "%Y-%m-%dT%H:%M:%S.%fZ"
-            )
-            lines = [f"{stamp(i)} {line}" for i, line in enumerate(lines)]
-        return _LogResponse(lines)
-
-    def delete_namespaced_pod(self, name, namespace, **kwargs):
-        self.calls.append(("delete_namespaced_pod", namespace, {"name": name, **kwargs}))
-
-    # -- events (only read for diagnostics)
-    def list_namespaced_event(self, namespace, **kwargs):
-        self.calls.append(("list_namespaced_event", namespace, kwargs))
-        return SimpleNamespace(items=[])
+    def core_v1_api(self, api_client=None):
+        """Stands in for `kubernetes.client.CoreV1Api(api_client=...)`, made anew for each run."""
+        return _Recorded(CoreV1Api(self.server.connect(api_client)), self.calls)
 
     def called(self, method: str) -> list[tuple[str, dict]]:
         return [(ns, kw) for name, ns, kw in self.calls if name == method]
+
+
+class _Recorded:
+    def __init__(self, api: CoreV1Api, calls: list):
+        self._api, self._calls = api, calls
+
+    def __getattr__(self, name):
+        method = getattr(self._api, name)
+
+        def recorded(*args, **kwargs):
+            arguments = inspect.signature(method).bind(*args, **kwargs).arguments
+            extra = arguments.pop("kwargs", {})
+            self._calls.append((name, arguments.pop("namespace", None), {**arguments, **extra}))
+            return method(*args, **kwargs)
+
+        return recorded
 
 
 # The RBAC rule each CoreV1Api method needs.
@@ -599,8 +519,8 @@ CRASHING_TRAINING = "import sys; print('CUDA error: out of memory', file=sys.std
 
 @pytest.fixture
 def fake_cluster(tmp_path, monkeypatch):
-    """A kubeconfig for a cluster that is never dialled, and the fake API server behind
-    `kubernetes.client.CoreV1Api`, which dagster-k8s instantiates in production_client()."""
+    """A kubeconfig for a cluster that is never dialled, and the fake API server behind the
+    `kubernetes.client.CoreV1Api` that dagster-k8s instantiates in production_client()."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(
@@ -614,12 +534,24 @@ def fake_cluster(tmp_path, monkeypatch):
             }
         )
     )
-    # The fake Secret holds the keys the README tells the operator to create, nothing else.
-    secrets = {"assay-runtime": {k: f"fake-{k.lower()}" for k in _readme_runtime_secret_keys()}}
-    fake = FakeCoreV1Api(secrets=secrets, workdir=tmp_path)
-    monkeypatch.setattr(kubernetes.client, "CoreV1Api", lambda *a, **kw: fake)
+
+    def run_here(command: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
+        """The container runtime: the command as a local process, with the image's PATH, the
+        environment the kubelet built and this environment's python for the image's."""
+        if command[0] == "python":
+            command = [sys.executable, *command[1:]]
+        done = subprocess.run(command, env={"PATH": "/usr/bin:/bin", **env}, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        return done.returncode, (done.stdout + done.stderr).splitlines()
+
+    server = FakeApiServer(run_container=run_here)
+    # The Secret holds the keys the README tells the operator to create, nothing else.
+    server.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "assay-runtime", "namespace": "assay"},
+                "stringData": {k: f"fake-{k.lower()}" for k in _readme_runtime_secret_keys()}})  # fmt: skip
+    calls = CoreV1Calls(server)
+    monkeypatch.setattr(kubernetes.client, "CoreV1Api", calls.core_v1_api)
     saved = kubernetes.client.Configuration.get_default_copy()
-    yield SimpleNamespace(api=fake, kubeconfig=str(kubeconfig))
+    yield SimpleNamespace(api=calls, kubeconfig=str(kubeconfig))
     kubernetes.client.Configuration.set_default(saved)
 
 
@@ -709,7 +641,7 @@ def test_a_failed_training_fails_the_step_with_its_log_tail_and_still_deletes_th
 def test_every_call_the_client_made_is_granted_to_the_run_pods(fake_cluster, settings):
     _materialize_training(fake_cluster, settings, ["python", "-c", STAND_IN_TRAINING])
     _materialize_training(fake_cluster, settings, ["python", "-c", CRASHING_TRAINING])
-    granted = _granted(_trainer_rbac()["Role"])
+    granted = grants(documents_by_kind(RBAC)["Role"])
     made = {name for name, _, _ in fake_cluster.api.calls}
     assert {"create_namespaced_pod", "read_namespaced_pod_log", "delete_namespaced_pod"} <= made
     for name in made:
