@@ -17,15 +17,25 @@ from resources.landing_zone import LandingZone
 from resources.warehouse import Warehouse
 
 
-@pytest.fixture(scope="module")
-def assay_home(tmp_path_factory):
-    """A fresh state folder (Dagster home, warehouse, landing zone) for one test module."""
-    home = tmp_path_factory.mktemp("assay-home")
+@contextlib.contextmanager
+def state_folder(home: Path):
+    """The platform's state (Dagster home, warehouse, landing zone) in `home` while the block runs,
+    with no Dagster home or use-case folder inherited from the caller's environment."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ASSAY_HOME", str(home))
         patch.delenv("DAGSTER_HOME", raising=False)
         patch.delenv("ASSAY_USECASES_DIR", raising=False)
-        layout = prepare_environment()
+        yield prepare_environment()
+
+
+def landing_zone(layout) -> LandingZone:
+    return LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine))
+
+
+@pytest.fixture(scope="module")
+def assay_home(tmp_path_factory):
+    """A fresh state folder for one test module."""
+    with state_folder(tmp_path_factory.mktemp("assay-home")) as layout:
         yield layout
 
 
@@ -37,7 +47,7 @@ def instance(assay_home):
 
 @pytest.fixture(scope="module")
 def landing(assay_home) -> LandingZone:
-    return LandingZone(root=str(assay_home.landing), quarantine_root=str(assay_home.quarantine))
+    return landing_zone(assay_home)
 
 
 @pytest.fixture(scope="module")

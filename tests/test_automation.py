@@ -13,7 +13,7 @@ import pytest
 
 from harness.replay import replay
 from harness.ticks import run_sensor_requests, tick_automation, tick_sensor
-from conftest import weather_platform, why_failed
+from conftest import landing_zone, state_folder, weather_platform, why_failed
 
 SENSOR = "weather_landing"
 RAW = dg.AssetKey(["weather", "raw_weather"])
@@ -27,23 +27,72 @@ def _day(i: int) -> str:
     return (START + timedelta(days=i)).isoformat()
 
 
-TICKS: dict = {}  # the automation cursor, carried from tick to tick as the daemon carries it
-LANDING: dict = {}  # the landing sensor's cursor after the first files, which later tests resume from
+# Every test here starts from a state folder of its own and lands what it needs, so none reads what
+# another left behind: run one alone or in any order. These three override conftest's module-wide
+# fixtures of the same names.
+@pytest.fixture
+def assay_home(tmp_path):
+    with state_folder(tmp_path / "assay-home") as layout:
+        yield layout
 
 
-@pytest.fixture(scope="module")
-def defs(assay_home, instance, tmp_path_factory):
+@pytest.fixture
+def instance(assay_home):
+    with dg.DagsterInstance.from_config(str(assay_home.dagster_home)) as instance:
+        yield instance
+
+
+@pytest.fixture
+def landing(assay_home):
+    return landing_zone(assay_home)
+
+
+class Daemon:
+    """The automation sensor as the daemon runs it: each tick resumes from the cursor the last left."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance):
+        self.defs, self.instance, self.cursor = defs, instance, None
+
+    def tick(self):
+        result, runs, self.cursor = tick_automation(self.defs, self.instance, self.cursor)
+        return result, runs
+
+
+@pytest.fixture
+def automation(instance, tmp_path) -> Daemon:
     def edit(spec):
         spec["release"]["latency_p99_ms"] = 2000  # this module tests what runs, not how fast on a busy CI box
 
-    with weather_platform(tmp_path_factory.mktemp("uc"), edit) as (defs, _):
-        _tick(defs, instance)  # the daemon was running before any file landed
-        yield defs
+    with weather_platform(tmp_path, edit) as (defs, _):
+        daemon = Daemon(defs, instance)
+        daemon.tick()  # the daemon was running before any file landed
+        yield daemon
 
 
-def _tick(defs, instance):
-    result, runs, TICKS["cursor"] = tick_automation(defs, instance, TICKS.get("cursor"))
-    return result, runs
+@pytest.fixture
+def defs(automation) -> dg.Definitions:
+    return automation.defs
+
+
+def _land_and_load(defs, instance, landing, spec, first: date, days: int, cursor: str | None) -> str:
+    """Land `days` days from `first` and run what the landing sensor asks for; returns its new cursor."""
+    replay(spec, landing, first, days)
+    requests, cursor, _ = tick_sensor(defs, instance, SENSOR, cursor)
+    assert all(r.success for r in run_sensor_requests(defs, instance, SENSOR, requests))
+    return cursor
+
+
+@pytest.fixture
+def resumed_cursor(defs, instance, landing, weather_spec) -> str:
+    """The landing sensor's cursor after the first two days landed and loaded, which a test resumes
+    from as the daemon would after a restart (the first test checks how that cursor comes about)."""
+    return _land_and_load(defs, instance, landing, weather_spec, START, 2, None)
+
+
+@pytest.fixture
+def days_2_and_3_loaded(defs, instance, landing, weather_spec, resumed_cursor):
+    """Days 2 and 3 landed and loaded after `resumed_cursor` was taken, as a restarted daemon loads them."""
+    _land_and_load(defs, instance, landing, weather_spec, START + timedelta(days=2), 2, resumed_cursor)
 
 
 def _file(landing, day: str) -> Path:
@@ -60,17 +109,17 @@ def test_new_files_become_one_run_per_day_and_a_second_tick_asks_for_nothing(def
 
     again, cursor_after, skipped = tick_sensor(defs, instance, SENSOR, cursor)
     assert again == [] and skipped == "no new or changed files" and json.loads(cursor_after) == json.loads(cursor)
-    LANDING["cursor"] = cursor  # the next test resumes from here, as the daemon would after a restart
 
 
-def test_a_resumed_cursor_sees_only_later_and_late_files(defs, instance, landing, weather_spec):
+def test_a_resumed_cursor_sees_only_later_and_late_files(defs, instance, landing, weather_spec, resumed_cursor):
     replay(weather_spec, landing, START + timedelta(days=3), 1)  # day 3 arrives before day 2: late
     replay(weather_spec, landing, START + timedelta(days=2), 1)
-    requests, _, _ = tick_sensor(defs, instance, SENSOR, LANDING["cursor"])
+    requests, _, _ = tick_sensor(defs, instance, SENSOR, resumed_cursor)
     assert sorted(r.partition_key for r in requests) == [_day(2), _day(3)]
     assert all(r.success for r in run_sensor_requests(defs, instance, SENSOR, requests))
 
 
+@pytest.mark.usefixtures("resumed_cursor")  # day 1 landed and loaded
 def test_a_redelivered_file_runs_again_only_when_its_content_changed(defs, instance, landing, weather_spec):
     _, cursor, _ = tick_sensor(defs, instance, SENSOR, None)  # a fresh cursor: every file is "new"
     requests, cursor, _ = tick_sensor(defs, instance, SENSOR, cursor)
@@ -94,16 +143,18 @@ def test_a_redelivered_file_runs_again_only_when_its_content_changed(defs, insta
     assert metadata["dagster/row_count"].value == len(rows) - 1
 
 
-def test_features_follow_loaded_days_but_not_a_day_that_failed_its_data_gates(defs, instance, landing, weather_spec):
+@pytest.mark.usefixtures("days_2_and_3_loaded")
+def test_features_follow_loaded_days_but_not_a_day_that_failed_its_data_gates(
+        defs, instance, landing, weather_spec, automation, resumed_cursor):
     replay(weather_spec, landing, START + timedelta(days=4), 1)
     path = _file(landing, _day(4))
     header, *rows = path.read_text().splitlines()
     path.write_text("\n".join([header, *rows[:5], rows[5].rsplit(",", 3)[0]]) + "\n")  # truncated mid-row
-    requests, _, _ = tick_sensor(defs, instance, SENSOR, LANDING["cursor"])
+    requests, _, _ = tick_sensor(defs, instance, SENSOR, resumed_cursor)
     runs = run_sensor_requests(defs, instance, SENSOR, [r for r in requests if r.partition_key == _day(4)])
     assert [r.success for r in runs] == [False]  # the contract gate failed; the file is quarantined
 
-    result, feature_runs = _tick(defs, instance)
+    result, feature_runs = automation.tick()
     requested = result.get_requested_partitions(FEATURES)
     assert requested == {_day(0), _day(1), _day(2), _day(3)}
     assert all(r.success for r in feature_runs)
@@ -116,12 +167,13 @@ def _train(defs, instance):
                           raise_on_error=False)
 
 
+@pytest.mark.usefixtures("days_2_and_3_loaded")
 def test_deployment_is_not_requested_after_the_champion_failed_a_blocking_check_in_an_earlier_run(
-        defs, instance, landing, weather_spec):
+        defs, instance, landing, weather_spec, automation, resumed_cursor):
     replay(weather_spec, landing, START + timedelta(days=5), 9)
-    requests, _, _ = tick_sensor(defs, instance, SENSOR, LANDING["cursor"])
+    requests, _, _ = tick_sensor(defs, instance, SENSOR, resumed_cursor)
     loaded = run_sensor_requests(defs, instance, SENSOR, requests)
-    _, featured = _tick(defs, instance)
+    _, featured = automation.tick()
     failed = [(r.assets, r.partition, r.run_id) for r in loaded + featured if not r.success]
     assert failed == []
     registry = defs.resources["registry"]
@@ -139,7 +191,7 @@ def test_deployment_is_not_requested_after_the_champion_failed_a_blocking_check_
     check = next(e for e in champion_run.get_asset_check_evaluations() if e.check_name == "passed_every_gate")
     assert not check.passed and "not what was trained" in check.description
 
-    result, runs = _tick(defs, instance)
+    result, runs = automation.tick()
     assert result.get_num_requested(STAGING) == 0
     assert STAGING not in {k for r in runs for k in r.assets}
 
@@ -147,7 +199,7 @@ def test_deployment_is_not_requested_after_the_champion_failed_a_blocking_check_
     retrained = _train(defs, instance)
     assert retrained.success, why_failed(retrained)
     assert registry.alias("weather").version != version
-    result, runs = _tick(defs, instance)
+    result, runs = automation.tick()
     assert result.get_num_requested(STAGING) == 1
     assert [r.success for r in runs if "weather/deployment_staging" in r.assets] == [True]
 
