@@ -24,8 +24,8 @@ import kubernetes
 import yaml
 
 # What the server adds to the metadata of an object it stores (and `as_sent` takes away again).
-SERVER_METADATA = ("generation", "creationTimestamp", "managedFields")
-_CLOCK = datetime(2026, 1, 1, tzinfo=timezone.utc)  # the server's time: one second per request
+_SERVER_METADATA = ("generation", "creationTimestamp", "managedFields")
+_CLOCK = datetime(2026, 1, 1, tzinfo=timezone.utc)  # the server's clock starts here and ticks once per request
 _CORE_KINDS = {"pods": "Pod", "secrets": "Secret", "events": "Event"}
 
 # status(obj, reads) -> what the object's controller reports on its reads-th GET, or None
@@ -228,7 +228,7 @@ class FakeApiServer:
 def as_sent(obj: dict) -> dict:
     """`obj` without what the API server added to it (its status and server-set metadata)."""
     sent = {k: v for k, v in obj.items() if k != "status"}
-    sent["metadata"] = {k: v for k, v in obj["metadata"].items() if k not in SERVER_METADATA}
+    sent["metadata"] = {k: v for k, v in obj["metadata"].items() if k not in _SERVER_METADATA}
     return sent
 
 

@@ -472,6 +472,8 @@ class _Recorded:
 
     def __getattr__(self, name):
         method = getattr(self._api, name)
+        if not callable(method):
+            return method
 
         def recorded(*args, **kwargs):
             arguments = inspect.signature(method).bind(*args, **kwargs).arguments
