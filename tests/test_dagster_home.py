@@ -17,7 +17,7 @@ from assay.settings import DERIVED_DAGSTER_HOME, REPO_ROOT, StateMismatch, prepa
 from assay.spec import load_spec
 from assay.startup_hook import install
 from resources.landing_zone import LandingZone
-from tests.conftest import only_use_case
+from conftest import only_use_case
 
 
 def _venv_as_make_install_leaves_it(tmp_path: Path) -> Path:
