@@ -94,11 +94,12 @@ def import_compute_libraries() -> float:
 
 def alone(resources, spec, landing, day: str) -> list[tuple[str, float]]:
     """The day's compute, called directly; (step, seconds) in order."""
-    from assets.features import dbt_vars, dimension_models
-    from assets.ingest import data_gates, store_partition
+    from assay.contract import data_gates
     from assets.models import job_extras
-    from assets.training_set import read_training_window, write_snapshot
+    from resources.dbt import dbt_vars, dimension_models
     from resources.deployment.release import post_deploy_checks
+    from resources.raw_tables import store_partition
+    from resources.snapshots import read_training_window, write_snapshot
     from training.evaluation import PRIMARY
     from training.train import TrainingJob, run
 
