@@ -12,7 +12,7 @@ from assay.contract import GateResult
 from assay.spec import UseCase
 from automation.conditions import follows_gated_upstream
 from resources.deployment.deployer import Deployer
-from resources.deployment.release import GATES, approval_gate, release, rollout_gates
+from resources.deployment.release import GATES, approval_gate, roll_out, rollout_gates
 from resources.registry import ModelRegistry
 
 
@@ -53,22 +53,22 @@ def build_deployment(spec: UseCase, environment: str) -> dg.AssetsDefinition:
             if not approval.passed:
                 return
 
-        outcome = release(spec, environment, registry, deployer, champion, by=f"run {context.run.run_id}",
-                          log=context.log)
-        if outcome.served:
+        release = roll_out(spec, environment, registry, deployer, champion, by=f"run {context.run.run_id}",
+                           log=context.log)
+        if release.serving is not None:
             yield dg.MaterializeResult(
                 asset_key=key,
-                data_version=dg.DataVersion(f"v{outcome.serving}"),
+                data_version=dg.DataVersion(f"v{release.serving}"),
                 metadata={
                     "deployed_version": champion.version,
-                    "serving_version": outcome.serving,
-                    "rolled_back_to": outcome.rolled_back_to or "none",
-                    "previous_incumbent": outcome.incumbent or "none",
-                    "url": dg.MetadataValue.url(f"{outcome.endpoint.url}/v2/models/{spec.name}"),
+                    "serving_version": release.serving,
+                    "rolled_back_to": release.rolled_back_to or "none",
+                    "previous_incumbent": release.incumbent or "none",
+                    "url": dg.MetadataValue.url(f"{release.endpoint.url}/v2/models/{spec.name}"),
                     "environment": environment,
                 },
             )
-        yield from (_check(gate) for gate in outcome.gates)
+        yield from (_check(gate) for gate in release.gates)
 
     return deployment
 

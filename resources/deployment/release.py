@@ -240,29 +240,21 @@ def roll_back(registry: ModelRegistry, deployer: Deployer, name: str, environmen
 
 @dataclass(frozen=True)
 class Release:
-    """How a release of `version` in `environment` ended."""
+    """How a release of `version` ended: what serves now (None: nothing, the failed version withdrawn)."""
 
     version: str
-    environment: str
     incumbent: str | None  # what served before
-    serving: str | None  # what serves now
+    serving: str | None
     endpoint: Any | None
-    stopped_at: str | None  # the rollout step whose gate failed
     gates: list[GateResult]  # the rollout steps' gates, then the post-deploy gates of what serves
 
     @property
     def rolled_back_to(self) -> str | None:
         return self.serving if self.serving not in (None, self.version) else None
 
-    @property
-    def served(self) -> bool:
-        """Whether the release left a version serving that it put there: the champion, or the one restored
-        (not a failed rollout step's staging)."""
-        return bool(self.rolled_back_to) or (self.stopped_at is None and self.serving is not None)
 
-
-def release(spec: UseCase, environment: str, registry: ModelRegistry, deployer: Deployer, champion: Version,
-            by: str, log: logging.Logger) -> Release:
+def roll_out(spec: UseCase, environment: str, registry: ModelRegistry, deployer: Deployer, champion: Version,
+             by: str, log: logging.Logger) -> Release:
     """Roll `champion` out in `environment` by the spec's strategy, gate it after deploy, and roll back
     (`roll_back`) when a gate fails; `by` names who or what released, in the release log."""
     incumbent = deployer.incumbent(spec.name, environment)
@@ -297,4 +289,4 @@ def release(spec: UseCase, environment: str, registry: ModelRegistry, deployer: 
                                               by=by, reason=reason), witness=registry)
             log.error(f"withdrew {spec.name} v{champion.version} from {environment}: nothing serves it")
     rollout = [GateResult(gate_name(v.step), v.passed, v.description, v.metadata) for v in verdicts]
-    return Release(champion.version, environment, incumbent, serving, endpoint, stopped_at, rollout + checks)
+    return Release(champion.version, incumbent, serving, endpoint, rollout + checks)
