@@ -357,3 +357,9 @@ def value_range_gate(frame: pl.DataFrame, table: Table) -> GateResult:
         "; ".join(f"{k}: {v}" for k, v in problems.items()) if problems else "every value within the contract",
         {"violations": problems},
     )
+
+
+def data_gates(frame: pl.DataFrame, table: Table, trailing: list[int]) -> list[GateResult]:
+    """The gates a stored partition must pass besides its contract; `trailing` is what
+    `resources.raw_tables.store_partition` returns (the earlier days' row counts the volume gate compares with)."""
+    return [volume_gate(frame.height, table, trailing), null_rate_gate(frame, table), value_range_gate(frame, table)]

@@ -182,7 +182,7 @@ class Release(_Strict):
     environments: list[str] = ["staging"]
     # Environments that only deploy a version someone approved (`assay approve`).
     approval_required: list[str] = ["production"]
-    # None: derived at deploy from a sequential warm-up of the served model (assets/deployment.py).
+    # None: derived at deploy from a sequential warm-up of the served model (resources/deployment/release.py).
     latency_p99_ms: float | None = Field(default=None, gt=0)
     latency_concurrency: int = Field(default=4, ge=1, le=64)
     latency_requests: int = Field(default=200, ge=20)

@@ -26,6 +26,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from assay.settings import usecases_dir
 from assay.spec import SpecError, UseCase
 from automation.conditions import follows_gated_partitions, follows_gated_upstream
+from resources.dbt import dbt_vars, dimension_models
 from resources.warehouse import Warehouse
 
 
@@ -66,11 +67,6 @@ class UseCaseTranslator(DagsterDbtTranslator):
         )
 
 
-def dbt_vars(window: dg.TimeWindow) -> dict[str, str]:
-    """The partition range as dbt vars; end is exclusive, as in Dagster's time windows."""
-    return {"start_date": window.start.date().isoformat(), "end_date": window.end.date().isoformat()}
-
-
 def check_feature_models(manifest_path, spec: UseCase) -> None:
     """The spec's dbt models exist in its folder (models/<use case>/), and the folder has models: found
     when the code location loads, not when the first feature run cannot select anything."""
@@ -86,20 +82,6 @@ def check_feature_models(manifest_path, spec: UseCase) -> None:
     if missing:
         raise SpecError(f"{spec_file}: features.dbt_models: {', '.join(repr(m) for m in missing)} "
                         f"not among the dbt models of dbt_project/{folder}: {sorted(found)}")
-
-
-def dimension_models(manifest_path, spec: UseCase) -> list[str]:
-    """The use case's dbt models that read only dimension tables (no days), from the manifest."""
-    manifest = json.loads(manifest_path.read_text())
-    dimensions = {f"source.assay.{spec.name}.raw_{table}" for table in spec.dimension_tables}
-    found = []
-    for node in manifest["nodes"].values():
-        if node["resource_type"] != "model" or not node["original_file_path"].startswith(f"models/{spec.name}/"):
-            continue
-        upstream = set(node["depends_on"]["nodes"])
-        if upstream and upstream <= dimensions:
-            found.append(node["name"])
-    return sorted(found)
 
 
 def build_feature_assets(

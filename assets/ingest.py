@@ -9,31 +9,24 @@ just read (no second pass over the warehouse, no extra step per partition).
 
 import hashlib
 import warnings
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 
 import dagster as dg
-import polars as pl
 
-from assay import sql
 from assay.contract import (
     DATA_GATES,
-    DUCKDB_TYPES,
     ContractViolation,
     GateResult,
     content_hash,
-    null_rate_gate,
+    data_gates,
     raw_table_name,
-    raw_table_sql,
     read_landing_file,
     sha256_file,
-    value_range_gate,
-    volume_gate,
 )
 from assay.spec import Table, UseCase
 from resources.landing_zone import LandingZone
+from resources.raw_tables import store_partition
 from resources.warehouse import Warehouse
-
-LINEAGE_COLUMNS = {"_landing_file": "VARCHAR", "_landing_sha256": "VARCHAR", "_loaded_at": "TIMESTAMP"}
 
 
 def table_schema(table: Table) -> dg.TableSchema:
@@ -48,61 +41,6 @@ def table_schema(table: Table) -> dg.TableSchema:
 def contract_version(table: Table) -> str:
     """Code version of a raw asset: the contract it enforces (a contract change is a code change)."""
     return hashlib.sha256(table.model_dump_json().encode()).hexdigest()[:16]
-
-
-def _create_table(connection, use_case: str, name: str, table: Table) -> None:
-    columns = [f"{sql.identifier(c)} {DUCKDB_TYPES[col.type]}" for c, col in table.columns.items()]
-    if table.partitioned:
-        columns.append("_partition DATE NOT NULL")
-    columns += [f"{c} {t}" for c, t in LINEAGE_COLUMNS.items()]
-    connection.execute(f"CREATE SCHEMA IF NOT EXISTS {sql.identifier(use_case)}")
-    connection.execute(f"CREATE TABLE IF NOT EXISTS {raw_table_sql(use_case, name)} ({', '.join(columns)})")
-
-
-def _trailing_counts(connection, qualified: str, partition: date, days: int) -> list[int]:
-    rows = connection.execute(
-        f"SELECT count(*) FROM {qualified} WHERE _partition >= ? AND _partition < ? GROUP BY _partition",
-        [partition - timedelta(days=days), partition],
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
-def store_partition(
-    warehouse: Warehouse, use_case: str, name: str, table: Table, frame: pl.DataFrame,
-    partition: date | None, landing_file: str, landing_sha256: str,
-) -> list[int]:
-    """Replace one partition (or the whole dimension) atomically; return the trailing counts."""
-    qualified = raw_table_sql(use_case, name)
-    stamped = frame.with_columns(
-        *([pl.lit(partition).alias("_partition")] if table.partitioned else []),
-        pl.lit(landing_file).alias("_landing_file"),
-        pl.lit(landing_sha256).alias("_landing_sha256"),
-        pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("_loaded_at"),
-    )
-    with warehouse.writer() as connection:
-        _create_table(connection, use_case, name, table)
-        trailing = []
-        if table.partitioned and table.volume:
-            trailing = _trailing_counts(connection, qualified, partition, table.volume.trailing_days)
-        connection.register("incoming", stamped.to_arrow())
-        connection.execute("BEGIN TRANSACTION")
-        try:
-            if table.partitioned:
-                connection.execute(f"DELETE FROM {qualified} WHERE _partition = ?", [partition])
-            else:
-                connection.execute(f"DELETE FROM {qualified}")
-            connection.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM incoming")
-            connection.execute("COMMIT")
-        except Exception:
-            connection.execute("ROLLBACK")
-            raise
-    return trailing
-
-
-def data_gates(frame: pl.DataFrame, table: Table, trailing: list[int]) -> list[GateResult]:
-    """The gates a stored partition must pass besides its contract; `trailing` is what
-    `store_partition` returns (the earlier days' row counts the volume gate compares with)."""
-    return [volume_gate(frame.height, table, trailing), null_rate_gate(frame, table), value_range_gate(frame, table)]
 
 
 def _check(asset_key: dg.AssetKey, result: GateResult) -> dg.AssetCheckResult:

@@ -35,8 +35,8 @@ from harness.replay import replay  # noqa: E402
 from harness.runs import load_definitions  # noqa: E402
 from assay.settings import StateLayout, prepare_environment  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
-from assets.ingest import store_partition  # noqa: E402
 from resources.landing_zone import LandingZone  # noqa: E402
+from resources.raw_tables import store_partition  # noqa: E402
 from resources.warehouse import Warehouse  # noqa: E402
 from results import write_section  # noqa: E402  (bench/results.py, beside this script)
 

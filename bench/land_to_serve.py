@@ -94,11 +94,12 @@ def import_compute_libraries() -> float:
 
 def alone(resources, spec, landing, day: str) -> list[tuple[str, float]]:
     """The day's compute, called directly; (step, seconds) in order."""
-    from assets.features import dbt_vars, dimension_models
-    from assets.ingest import data_gates, store_partition
-    from assets.deployment import post_deploy_checks
+    from assay.contract import data_gates
     from assets.models import job_extras
-    from assets.training_set import read_training_window, write_snapshot
+    from resources.dbt import dbt_vars, dimension_models
+    from resources.deployment.release import post_deploy_checks
+    from resources.raw_tables import store_partition
+    from resources.snapshots import read_training_window, write_snapshot
     from training.evaluation import PRIMARY
     from training.train import TrainingJob, run
 
@@ -160,7 +161,7 @@ def alone(resources, spec, landing, day: str) -> list[tuple[str, float]]:
                   lambda: deployer.deploy(registry, spec.name, "staging", best))
     checks = step("post-deploy gates (smoke, p99, malformed)",
                   lambda: post_deploy_checks(spec, server, registry, registry.version(spec.name, best)))
-    assert all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+    assert all(c.passed for c in checks), [c.name for c in checks if not c.passed]
     return timed
 
 

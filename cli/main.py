@@ -149,36 +149,28 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from assay.releases import ReleaseEvent, record
+    from resources.deployment.release import roll_back
     from resources.environments import build_resources
     from resources.registry import PromotionRefused
 
     layout = prepare_environment()
-    _spec(args.use_case)
+    spec = _spec(args.use_case)
     if not args.by.strip() or not args.reason.strip():
         raise ValueError("a rollback needs a person (--by) and a reason (--reason)")
     resources = build_resources(layout)
     registry, deployer = resources["registry"], resources["deployer"]
     current = registry.alias(args.use_case)
     try:
-        previous = registry.rollback(args.use_case, reason=f"by {args.by}: {args.reason}")
+        rollback = roll_back(registry, deployer, args.use_case, dict.fromkeys(spec.release.environments), args.by,
+                             args.reason)
     except PromotionRefused as refusal:
         print(f"assay rollback: {refusal}", file=sys.stderr)
         return 2
-    print(f"{args.use_case}: champion is v{previous.version} again (was v{current.version if current else '?'})")
-    for environment in spec_environments(args.use_case):
-        serving = deployer.incumbent(args.use_case, environment)
-        if serving is None or serving == previous.version:
-            continue
-        deployer.deploy(registry, args.use_case, environment, previous.version)
-        record(layout.root, ReleaseEvent(args.use_case, "rolled_back", previous.version, environment, serving,
-                                         by=args.by, reason=args.reason), witness=registry)
-        print(f"{environment}: serving v{previous.version} (was v{serving})")
+    print(f"{args.use_case}: champion is v{rollback.champion.version} again "
+          f"(was v{current.version if current else '?'})")
+    for restored in rollback.restored:
+        print(f"{restored.environment}: serving v{restored.version} (was v{restored.replaced})")
     return 0
-
-
-def spec_environments(use_case: str) -> list[str]:
-    return _spec(use_case).release.environments
 
 
 def cmd_releases(args: argparse.Namespace) -> int:

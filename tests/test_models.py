@@ -12,7 +12,7 @@ import pytest
 
 from harness.replay import replay
 from assay.settings import state
-from assets.training_set import write_snapshot
+from resources.snapshots import write_snapshot
 from assets.monitoring import reference_frame
 from harness.runs import load_definitions, materialize_window
 from resources.registry import PromotionRefused

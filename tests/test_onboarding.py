@@ -254,7 +254,7 @@ def test_an_unset_min_rows_with_no_training_set_yet_is_an_error_naming_the_field
 
 
 def test_an_unset_latency_budget_is_derived_from_a_warm_up_or_fails_naming_the_field(tmp_path):
-    from assets.deployment import latency_budget
+    from resources.deployment.release import latency_budget
 
     release = load_spec(REPO_ROOT / "usecases" / "weather.yaml").release.model_copy(update={"latency_p99_ms": None})
     budget, why = latency_budget(release, lambda i: (200, 5.0))

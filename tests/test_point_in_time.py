@@ -13,7 +13,7 @@ import pytest
 from assay.contract import read_landing_file
 from harness.replay import replay
 from assay.settings import DBT_PROJECT_DIR
-from assets.ingest import store_partition
+from resources.raw_tables import store_partition
 from conftest import venv_bin
 
 LEAK_FROM = "and interval 1 day preceding"

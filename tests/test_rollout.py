@@ -17,7 +17,7 @@ from harness.replay import replay
 from harness.runs import load_definitions, materialize_window
 from assay.settings import REPO_ROOT
 from assay.spec import load_spec
-from assets.rollout import LiveFigures, judge, takes_canary
+from resources.deployment.rollout import LiveFigures, judge, takes_canary
 from conftest import venv_bin
 from resources.registry import PromotionRefused
 from conftest import free_ports

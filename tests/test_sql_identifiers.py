@@ -10,9 +10,9 @@ import pytest
 from assay import sql
 from assay.settings import REPO_ROOT
 from assay.spec import SpecError, load_spec
-from assets.ingest import store_partition
+from resources.raw_tables import store_partition
 from assets.monitoring import read_log_day, store_log_day
-from assets.training_set import read_training_window, training_columns
+from resources.snapshots import read_training_window, training_columns
 from resources.warehouse import Warehouse
 
 HOSTILE = 'dep_time" VARCHAR); DROP TABLE x; --'

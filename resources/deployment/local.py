@@ -38,7 +38,7 @@ class LocalDeployer(Deployer):
 
     def stage(self, registry, name, environment, incumbent, candidate, step, weight):
         # Locally both versions load in one MLServer; the replayed traffic is split by the caller
-        # (assets/rollout.py), as Seldon's Experiment splits it on Kubernetes.
+        # (resources/deployment/rollout.py), as Seldon's Experiment splits it on Kubernetes.
         return self._serve(registry, name, environment, [str(incumbent), str(candidate)])
 
     def _incumbent_file(self, environment: str, name: str) -> Path:

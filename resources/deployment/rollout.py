@@ -1,5 +1,8 @@
 """Progressive rollout: a candidate earns traffic step by step, judged on live figures.
 
+This module replays a step's traffic and judges it; the release sequence (release.py) stages each
+step through the deployer, records its verdict and stops at the first that fails.
+
 A step serves the candidate beside the incumbent and replays real traffic at it: the latest rows of
 the candidate's holdout days (real, labelled, seen by neither model), one request per row.
 - shadow: the incumbent answers every request; each is mirrored to the candidate, whose answers
@@ -27,6 +30,10 @@ import polars as pl
 from assay.spec import ROLLOUT_STEPS, UseCase
 from serving.requests import predictions, v2_request
 
+
+def gate_name(step: str) -> str:
+    """The asset check that holds a step's verdict."""
+    return f"rollout_{step}"
 
 
 @dataclass(frozen=True)
