@@ -33,7 +33,8 @@ import duckdb  # noqa: E402
 
 from assay import sql  # noqa: E402
 from harness.replay import replay  # noqa: E402
-from harness.runs import _keys, _run, load_definitions, materialize_window  # noqa: E402
+from definitions import current_definitions  # noqa: E402
+from harness.runs import _keys, _run, materialize_window  # noqa: E402
 from assay.settings import prepare_environment, state  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
 from resources.landing_zone import LandingZone  # noqa: E402
@@ -91,7 +92,7 @@ def main() -> None:
     began = time.perf_counter()
     landed = replay(spec, landing, start, args.days)
     land_seconds = time.perf_counter() - began
-    defs = load_definitions()
+    defs = current_definitions()
     instance = dg.DagsterInstance.get()
     built = time.perf_counter()
     runs = materialize_window(defs, instance, spec, days, through="features")

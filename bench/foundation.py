@@ -32,7 +32,7 @@ import duckdb  # noqa: E402
 
 from assay.contract import ContractViolation, read_landing_file, sha256_file  # noqa: E402
 from harness.replay import replay  # noqa: E402
-from harness.runs import load_definitions  # noqa: E402
+from definitions import current_definitions  # noqa: E402
 from assay.settings import StateLayout, prepare_environment  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
 from assets.ingest import store_partition  # noqa: E402
@@ -71,7 +71,7 @@ class History:
                 except ContractViolation:
                     continue  # a real day the contract refuses (2013-02-12's 1048 mph wind): the raw asset quarantines it
                 store_partition(self.warehouse, SPEC.name, name, table, frame, day, str(path), sha256_file(path))
-        self.defs = load_definitions()
+        self.defs = current_definitions()
         self.instance = dg.DagsterInstance.from_config(str(self.layout.dagster_home))
         self._run(None, [s.key for s in self.defs.resolve_all_asset_specs()
                          if s.key.path[0] == "flights" and s.tags.get("stage") in ("staging", "features")],
@@ -138,7 +138,7 @@ def dbt_resource_before_after(history: History, reps: int) -> tuple[list[float],
 
 def code_location_load(reps: int) -> list[float]:
     """Seconds for a fresh process to import definitions.py and build the Definitions."""
-    script = "import time; t=time.perf_counter(); import definitions; print(time.perf_counter()-t)"
+    script = "import time; t=time.perf_counter(); import definitions; definitions.defs(); print(time.perf_counter()-t)"
     return [float(subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
                                  check=True).stdout.strip().splitlines()[-1]) for _ in range(reps)]
 

@@ -8,21 +8,11 @@ same Dagster instance the UI reads, so everything here shows up there.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 
-from assay.settings import REPO_ROOT
 from assay.spec import UseCase
-
-
-def load_definitions(path: Path = REPO_ROOT / "definitions.py") -> dg.Definitions:
-    module_spec = importlib.util.spec_from_file_location("assay_definitions", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.defs
 
 
 @dataclass
