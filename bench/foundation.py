@@ -33,6 +33,7 @@ import duckdb  # noqa: E402
 from assay.contract import ContractViolation, read_landing_file, sha256_file  # noqa: E402
 from harness.replay import replay  # noqa: E402
 from definitions import current_definitions  # noqa: E402
+from harness.runs import asset_keys, feature_keys, stage  # noqa: E402
 from assay.settings import StateLayout, prepare_environment  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
 from assets.ingest import store_partition  # noqa: E402
@@ -73,8 +74,7 @@ class History:
                 store_partition(self.warehouse, SPEC.name, name, table, frame, day, str(path), sha256_file(path))
         self.defs = current_definitions()
         self.instance = dg.DagsterInstance.from_config(str(self.layout.dagster_home))
-        self._run(None, [s.key for s in self.defs.resolve_all_asset_specs()
-                         if s.key.path[0] == "flights" and s.tags.get("stage") in ("staging", "features")],
+        self._run(None, asset_keys(self.defs, stage(SPEC, "staging", "features")),
                   tags={"dagster/asset_partition_range_start": self.first_day.isoformat(),
                         "dagster/asset_partition_range_end": (INCREMENT_DAYS - timedelta(days=1)).isoformat()})
         self.next_day = INCREMENT_DAYS
@@ -91,12 +91,6 @@ class History:
         if not result.success:
             raise RuntimeError(f"benchmark run failed ({selection}, {partition}); see {self.layout.root}")
 
-    def daily_features(self) -> list[dg.AssetKey]:
-        """What a day's automation builds after its raw partitions: the partitioned dbt models. The
-        dimension views follow only their own (unpartitioned) tables, so a day does not rebuild them."""
-        return [s.key for s in self.defs.resolve_all_asset_specs() if s.key.path[0] == "flights"
-                and s.tags.get("stage") in ("staging", "features") and s.partitions_def is not None]
-
     def increment(self) -> float:
         """Land one day and build its raw partitions and features; wall seconds."""
         self._activate()
@@ -104,7 +98,7 @@ class History:
         began = time.perf_counter()
         replay(SPEC, self.landing, self.next_day, 1)
         self._run(day, [dg.AssetKey(["flights", "raw_flights"]), dg.AssetKey(["flights", "raw_weather"])])
-        self._run(day, self.daily_features())
+        self._run(day, feature_keys(self.defs, SPEC))
         elapsed = time.perf_counter() - began
         self.next_day += timedelta(days=1)
         return elapsed
@@ -115,7 +109,7 @@ def features_rerun(history: History, dbt) -> float:
     history._activate()
     day = (history.next_day - timedelta(days=1)).isoformat()
     began = time.perf_counter()
-    history._run(day, history.daily_features(), resources={"dbt": dbt})
+    history._run(day, feature_keys(history.defs, SPEC), resources={"dbt": dbt})
     return time.perf_counter() - began
 
 
