@@ -2,7 +2,7 @@
 
 Importing this file builds nothing and touches no state. Dagster calls `defs` when it loads the location
 (code server, `dagster dev`, `dagster asset materialize -f`), and that call prepares the environment; the
-CLI, the harness, tests and benchmarks call `current_definitions()` or `build_definitions(...)` themselves.
+CLI, tests and benchmarks call `current_definitions()`, or `build_definitions(...)` for a state of their own.
 """
 
 import functools
@@ -34,8 +34,8 @@ def build_definitions(layout: StateLayout, specs: Sequence[UseCase]) -> dg.Defin
 
 
 def current_definitions() -> dg.Definitions:
-    """The code location over the state folder and the specs this process's environment names (ASSAY_HOME,
-    ASSAY_USECASES_DIR), that environment prepared first, so runs here and runs from the UI share one state."""
+    """The code location for the state folder and specs this process's environment names (ASSAY_HOME,
+    ASSAY_USECASES_DIR), preparing that environment first: runs started here and from the UI share one state."""
     return build_definitions(prepare_environment(), load_specs(usecases_dir()))
 
 
