@@ -130,10 +130,11 @@ def export_dagster_home(layout: StateLayout) -> None:
 def prepare_environment() -> StateLayout:
     """Create the state folder and export the variables every process (Dagster, dbt) reads.
 
-    Called by the CLI before it starts Dagster or dbt, and by definitions.py, so a run launched
-    from the UI sees the same warehouse as `assay replay` and the tests. The plain `dagster` CLI
-    resolves its instance before it loads definitions.py: for it, the interpreter start-up hook
-    (assay/startup_hook.py, installed by `make install`) calls `export_dagster_home` first.
+    Called by the CLI before it starts Dagster or dbt, and by definitions.py when Dagster loads the
+    code location (not when it is imported), so a run launched from the UI sees the same warehouse
+    as `assay replay` and the tests. The plain `dagster` CLI resolves its instance before it loads
+    definitions.py: for it, the interpreter start-up hook (assay/startup_hook.py, installed by
+    `make install`) calls `export_dagster_home` first.
     """
     layout = state()
     for path in (layout.landing, layout.quarantine, layout.snapshots, layout.mlflow):

@@ -33,7 +33,8 @@ import duckdb  # noqa: E402
 
 from assay import sql  # noqa: E402
 from harness.replay import replay  # noqa: E402
-from harness.runs import _keys, _run, load_definitions, materialize_window  # noqa: E402
+from definitions import current_definitions  # noqa: E402
+from harness.runs import feature_keys, materialize_window, run_step  # noqa: E402
 from assay.settings import prepare_environment, state  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
 from resources.landing_zone import LandingZone  # noqa: E402
@@ -46,15 +47,15 @@ PER_DAY_DAYS = 30
 def features_per_day_against_one_build(defs, instance, spec, days: list[str]) -> tuple[float, float]:
     """Rebuild the features of `days` (already loaded) as one dbt run per day (before) and as one
     ranged run (what the features' single-run backfill policy does); wall seconds of each."""
-    features = _keys(defs, spec, "features") + _keys(defs, spec, "staging", partitioned=True)
+    features = feature_keys(defs, spec)
     began = time.perf_counter()
     for day in days:
-        if not _run(defs, instance, "features", features, partition=day).success:
+        if not run_step(defs, instance, "features", features, partition=day).success:
             raise SystemExit(f"the features run of {day} failed")
     per_day = time.perf_counter() - began
     began = time.perf_counter()
     tags = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
-    if not _run(defs, instance, "features", features, tags=tags).success:
+    if not run_step(defs, instance, "features", features, tags=tags).success:
         raise SystemExit(f"the features run of {days[0]}..{days[-1]} failed")
     return per_day, time.perf_counter() - began
 
@@ -91,7 +92,7 @@ def main() -> None:
     began = time.perf_counter()
     landed = replay(spec, landing, start, args.days)
     land_seconds = time.perf_counter() - began
-    defs = load_definitions()
+    defs = current_definitions()
     instance = dg.DagsterInstance.get()
     built = time.perf_counter()
     runs = materialize_window(defs, instance, spec, days, through="features")

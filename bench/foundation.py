@@ -32,7 +32,8 @@ import duckdb  # noqa: E402
 
 from assay.contract import ContractViolation, read_landing_file, sha256_file  # noqa: E402
 from harness.replay import replay  # noqa: E402
-from harness.runs import load_definitions  # noqa: E402
+from definitions import current_definitions  # noqa: E402
+from harness.runs import asset_keys, feature_keys, stage  # noqa: E402
 from assay.settings import StateLayout, prepare_environment  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
 from resources.landing_zone import LandingZone  # noqa: E402
@@ -71,10 +72,9 @@ class History:
                 except ContractViolation:
                     continue  # a real day the contract refuses (2013-02-12's 1048 mph wind): the raw asset quarantines it
                 store_partition(self.warehouse, SPEC.name, name, table, frame, day, str(path), sha256_file(path))
-        self.defs = load_definitions()
+        self.defs = current_definitions()
         self.instance = dg.DagsterInstance.from_config(str(self.layout.dagster_home))
-        self._run(None, [s.key for s in self.defs.resolve_all_asset_specs()
-                         if s.key.path[0] == "flights" and s.tags.get("stage") in ("staging", "features")],
+        self._run(None, asset_keys(self.defs, stage(SPEC, "staging", "features")),
                   tags={"dagster/asset_partition_range_start": self.first_day.isoformat(),
                         "dagster/asset_partition_range_end": (INCREMENT_DAYS - timedelta(days=1)).isoformat()})
         self.next_day = INCREMENT_DAYS
@@ -91,12 +91,6 @@ class History:
         if not result.success:
             raise RuntimeError(f"benchmark run failed ({selection}, {partition}); see {self.layout.root}")
 
-    def daily_features(self) -> list[dg.AssetKey]:
-        """What a day's automation builds after its raw partitions: the partitioned dbt models. The
-        dimension views follow only their own (unpartitioned) tables, so a day does not rebuild them."""
-        return [s.key for s in self.defs.resolve_all_asset_specs() if s.key.path[0] == "flights"
-                and s.tags.get("stage") in ("staging", "features") and s.partitions_def is not None]
-
     def increment(self) -> float:
         """Land one day and build its raw partitions and features; wall seconds."""
         self._activate()
@@ -104,7 +98,7 @@ class History:
         began = time.perf_counter()
         replay(SPEC, self.landing, self.next_day, 1)
         self._run(day, [dg.AssetKey(["flights", "raw_flights"]), dg.AssetKey(["flights", "raw_weather"])])
-        self._run(day, self.daily_features())
+        self._run(day, feature_keys(self.defs, SPEC))
         elapsed = time.perf_counter() - began
         self.next_day += timedelta(days=1)
         return elapsed
@@ -115,7 +109,7 @@ def features_rerun(history: History, dbt) -> float:
     history._activate()
     day = (history.next_day - timedelta(days=1)).isoformat()
     began = time.perf_counter()
-    history._run(day, history.daily_features(), resources={"dbt": dbt})
+    history._run(day, feature_keys(history.defs, SPEC), resources={"dbt": dbt})
     return time.perf_counter() - began
 
 
@@ -138,7 +132,7 @@ def dbt_resource_before_after(history: History, reps: int) -> tuple[list[float],
 
 def code_location_load(reps: int) -> list[float]:
     """Seconds for a fresh process to import definitions.py and build the Definitions."""
-    script = "import time; t=time.perf_counter(); import definitions; print(time.perf_counter()-t)"
+    script = "import time; t=time.perf_counter(); import definitions; definitions.defs(); print(time.perf_counter()-t)"
     return [float(subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
                                  check=True).stdout.strip().splitlines()[-1]) for _ in range(reps)]
 

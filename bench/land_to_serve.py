@@ -52,7 +52,7 @@ if not CHILD:
 import dagster as dg  # noqa: E402
 
 from assay.contract import read_landing_file, sha256_file  # noqa: E402
-from harness.runs import load_definitions  # noqa: E402
+from definitions import current_definitions  # noqa: E402
 from assay.settings import DBT_PROJECT_DIR, prepare_environment, state  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
 from harness.simulation import Simulation  # noqa: E402
@@ -191,7 +191,7 @@ def main() -> None:
 
     real_stdout = os.dup(1)
     os.dup2(2, 1)  # dbt and Dagster write to fd 1; keep the report clean
-    defs = load_definitions()
+    defs = current_definitions()
     instance = dg.DagsterInstance.get()
     try:
         today, steps = orchestrated(defs, instance, spec, landing, args.max_days)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from definitions import current_definitions
 from harness.replay import replay
-from harness.runs import StepRun, load_definitions, materialize_window
+from harness.runs import StepRun, materialize_window
 from assay.settings import state, usecases_dir
 from assay.spec import UseCase, load_specs
 from cli.status import collect_status
@@ -96,7 +97,7 @@ def print_summary(defs: dg.Definitions, instance: dg.DagsterInstance, started: f
 def run_demo(days: int) -> int:
     layout = state()
     landing = LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine))
-    defs = load_definitions()
+    defs = current_definitions()
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
     log = layout.root / "demo.log"
@@ -137,7 +138,7 @@ def run_build(spec: UseCase, start: date | None, end: date | None) -> int:
     if start < spec.partitions.start or end >= spec.partitions.end:
         raise ValueError(f"{spec.name}: days {start}..{end} fall outside the use case's partitions "
                          f"{spec.partitions.start}..{spec.partitions.end} (end exclusive)")
-    defs = load_definitions()
+    defs = current_definitions()
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
     log = layout.root / "build.log"

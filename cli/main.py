@@ -89,14 +89,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from cli.demo import output_to
-    from harness.runs import load_definitions
+    from definitions import current_definitions
     from harness.simulation import simulate
     from resources.landing_zone import LandingZone
 
     layout = prepare_environment()
     spec = _replayable(args.use_case, "simulate")
     start = date.fromisoformat(args.start) if args.start else spec.partitions.start
-    defs = load_definitions()
+    defs = current_definitions()
     landing = LandingZone(root=str(layout.landing), quarantine_root=str(layout.quarantine))
     print(f"replaying {args.days} days of {spec.name} from {start} through sensors and automation ticks "
           f"(state in {layout.root})")

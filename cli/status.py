@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from harness.runs import load_definitions
+from definitions import current_definitions
 
 
 def _when(timestamp: float | None) -> str | None:
@@ -133,7 +133,7 @@ def _recent_releases(use_case: str, last: int = 10) -> list[dict]:
 
 
 def collect_status(defs: dg.Definitions | None = None, instance: dg.DagsterInstance | None = None) -> dict:
-    defs = defs or load_definitions()
+    defs = defs or current_definitions()
     instance = instance or dg.DagsterInstance.get()
     specs = defs.resolve_all_asset_specs()
     check_keys = defs.resolve_asset_graph().asset_check_keys

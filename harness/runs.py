@@ -8,21 +8,13 @@ same Dagster instance the UI reads, so everything here shows up there.
 
 from __future__ import annotations
 
-import importlib.util
+import functools
+import operator
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 
-from assay.settings import REPO_ROOT
 from assay.spec import UseCase
-
-
-def load_definitions(path: Path = REPO_ROOT / "definitions.py") -> dg.Definitions:
-    module_spec = importlib.util.spec_from_file_location("assay_definitions", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.defs
 
 
 @dataclass
@@ -33,18 +25,31 @@ class StepRun:
     run_id: str
 
 
-def _keys(defs: dg.Definitions, spec: UseCase, stage: str, partitioned: bool | None = None) -> list[dg.AssetKey]:
-    keys = []
-    for asset_spec in defs.resolve_all_asset_specs():
-        if asset_spec.key.path[0] != spec.name or asset_spec.tags.get("stage") != stage:
-            continue
-        if partitioned is not None and (asset_spec.partitions_def is not None) != partitioned:
-            continue
-        keys.append(asset_spec.key)
-    return keys
+def stage(spec: UseCase, *stages: str) -> dg.AssetSelection:
+    """A use case's assets in any of `stages`, by the `use_case` and `stage` tags every asset carries."""
+    in_stages = functools.reduce(operator.or_, (dg.AssetSelection.tag("stage", name) for name in stages))
+    return dg.AssetSelection.tag("use_case", spec.name) & in_stages
 
 
-def _run(defs, instance, what, selection, partition=None, tags=None, label=None) -> StepRun:
+def asset_keys(defs: dg.Definitions, selection: dg.AssetSelection,
+               partitioned: bool | None = None) -> list[dg.AssetKey]:
+    """The keys `selection` picks in `defs`; `partitioned` keeps only the daily (True) or only the
+    unpartitioned (False) ones, which no tag or kind tells apart."""
+    graph = defs.resolve_asset_graph()
+    return sorted(key for key in selection.resolve(graph)
+                  if partitioned is None or graph.get(key).is_partitioned == partitioned)
+
+
+def feature_keys(defs: dg.Definitions, spec: UseCase) -> list[dg.AssetKey]:
+    """What a features run builds: the features and the daily staging models under them (the dimension
+    views follow their own tables, not the days)."""
+    return asset_keys(defs, stage(spec, "features")) + asset_keys(defs, stage(spec, "staging"), partitioned=True)
+
+
+def run_step(defs: dg.Definitions, instance: dg.DagsterInstance, what: str, selection, partition: str | None = None,
+             tags: dict | None = None, label: str | None = None) -> StepRun:
+    """One run of `selection` in this process, recorded on `instance`; a failed run is returned, not raised.
+    `label` names it in a summary (default: its partition)."""
     result = dg.materialize(
         assets=list(defs.assets),
         resources=defs.resources,
@@ -67,30 +72,30 @@ def materialize_window(
     if through not in STAGES:
         raise ValueError(f"through must be one of {STAGES}, not {through!r}")
     runs: list[StepRun] = []
-    dimensions = _keys(defs, spec, "raw", partitioned=False)
+    dimensions = asset_keys(defs, stage(spec, "raw"), partitioned=False)
     if dimensions:
-        runs.append(_run(defs, instance, "raw dimensions", dimensions))
-        dimension_views = _keys(defs, spec, "staging", partitioned=False)
+        runs.append(run_step(defs, instance, "raw dimensions", dimensions))
+        dimension_views = asset_keys(defs, stage(spec, "staging"), partitioned=False)
         if dimension_views and runs[-1].success:
-            runs.append(_run(defs, instance, "dimension views", dimension_views))
-    daily = _keys(defs, spec, "raw", partitioned=True)
+            runs.append(run_step(defs, instance, "dimension views", dimension_views))
+    daily = asset_keys(defs, stage(spec, "raw"), partitioned=True)
     for day in days:
-        runs.append(_run(defs, instance, "raw", daily, partition=day))
-    features = _keys(defs, spec, "features") + _keys(defs, spec, "staging", partitioned=True)
+        runs.append(run_step(defs, instance, "raw", daily, partition=day))
+    features = feature_keys(defs, spec)
     for first, last in loaded_segments([(r.partition, r.success) for r in runs if r.what == "raw"]):
         tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-        runs.append(_run(defs, instance, "features", features, tags=tags, label=f"{first}...{last}"))
+        runs.append(run_step(defs, instance, "features", features, tags=tags, label=f"{first}...{last}"))
     built = [r for r in runs if r.what == "features"]
     if through != "features" and built and all(r.success for r in built):
-        runs.append(_run(defs, instance, "training set", _keys(defs, spec, "training_set")))
+        runs.append(run_step(defs, instance, "training set", asset_keys(defs, stage(spec, "training_set"))))
         if through in ("champion", "deployment") and runs[-1].success:
-            models = _keys(defs, spec, "model") + _keys(defs, spec, "champion")
-            runs.append(_run(defs, instance, "models and champion", models))
+            models = asset_keys(defs, stage(spec, "model", "champion"))
+            runs.append(run_step(defs, instance, "models and champion", models))
             if through == "deployment" and runs[-1].success:
                 # Environments that need a person's approval are left for `assay approve` + a run.
-                automatic = [k for k in _keys(defs, spec, "deployment")
-                             if k.path[-1].removeprefix("deployment_") not in spec.release.approval_required]
-                runs.append(_run(defs, instance, "deployments", automatic))
+                gated = (dg.AssetSelection.tag("environment", name) for name in spec.release.approval_required)
+                automatic = functools.reduce(operator.sub, gated, stage(spec, "deployment"))
+                runs.append(run_step(defs, instance, "deployments", asset_keys(defs, automatic)))
     return runs
 
 

@@ -14,6 +14,8 @@ from datetime import datetime
 
 import dagster as dg
 
+from harness.runs import run_step
+
 
 @dataclass
 class TickRun:
@@ -29,10 +31,8 @@ class TickRun:
 
 def execute(defs: dg.Definitions, instance: dg.DagsterInstance, selection: list[dg.AssetKey],
             partition: str | None, tags: dict, trigger: str) -> TickRun:
-    result = dg.materialize(list(defs.assets), resources=defs.resources, instance=instance, selection=selection,
-                            partition_key=partition, tags={"dagster/from": "assay", **tags}, raise_on_error=False)
-    return TickRun(trigger, [k.to_user_string() for k in selection], partition, result.success, result.run_id,
-                   dict(tags))
+    run = run_step(defs, instance, trigger, selection, partition, tags)
+    return TickRun(trigger, [k.to_user_string() for k in selection], partition, run.success, run.run_id, dict(tags))
 
 
 def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, name: str,

@@ -104,7 +104,7 @@ def weather_platform(folder: Path, edit):
     with model servers on free ports; the servers are stopped afterwards."""
     import yaml
 
-    from harness.runs import load_definitions
+    from definitions import current_definitions
 
     usecases = only_use_case(folder, "weather")
     spec = yaml.safe_load((usecases / "weather.yaml").read_text())
@@ -114,7 +114,7 @@ def weather_platform(folder: Path, edit):
         patch.setenv("ASSAY_USECASES_DIR", str(usecases))
         base = free_ports(6)
         patch.setenv("ASSAY_SERVING_PORTS", f"staging={base},production={base + 3}")
-        defs = load_definitions()
+        defs = current_definitions()
         try:
             yield defs, load_spec(usecases / "weather.yaml")
         finally:

@@ -8,7 +8,7 @@ from datetime import date
 import dagster as dg
 
 from harness.replay import replay
-from harness.runs import load_definitions
+from definitions import current_definitions
 from harness.ticks import run_sensor_requests, tick_automation, tick_sensor
 from conftest import only_use_case
 
@@ -19,7 +19,7 @@ PLANES_VIEW = dg.AssetKey(["flights", "stg_flights__planes"])
 def test_the_first_day_with_its_dimension_files_builds_that_day_only(assay_home, instance, landing, flights_spec,
                                                                       tmp_path, monkeypatch):
     monkeypatch.setenv("ASSAY_USECASES_DIR", str(only_use_case(tmp_path, "flights")))
-    defs = load_definitions()
+    defs = current_definitions()
     _, _, cursor = tick_automation(defs, instance)  # the daemon runs before anything lands
     replay(flights_spec, landing, date(2013, 1, 1), 1)
     requests, _, _ = tick_sensor(defs, instance, "flights_landing", None)

@@ -14,7 +14,8 @@ import yaml
 from assay.approvals import record_approval
 from assay.releases import history
 from harness.replay import replay
-from harness.runs import load_definitions, materialize_window
+from definitions import current_definitions
+from harness.runs import materialize_window
 from assay.settings import REPO_ROOT
 from conftest import venv_bin
 from resources.registry import PromotionRefused
@@ -40,7 +41,7 @@ def setup(assay_home, instance, landing, weather_spec, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ASSAY_USECASES_DIR", str(specs))
         patch.setenv("ASSAY_SERVING_PORTS", f"staging={base},production={base + 3}")
-        defs = load_definitions()
+        defs = current_definitions()
         days = [(date(2013, 1, 1) + timedelta(days=i)).isoformat() for i in range(10)]
         replay(weather_spec, landing, date(2013, 1, 1), len(days))
         runs = materialize_window(defs, instance, weather_spec, days, through="champion")
@@ -122,7 +123,7 @@ def test_a_version_failing_a_post_deploy_gate_is_rolled_back_and_never_promoted_
     _write_spec(specs, latency_p99_ms=0.001)  # a budget no server meets
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ASSAY_USECASES_DIR", str(specs))
-        strict = load_definitions()
+        strict = current_definitions()
     result = _materialize(strict, instance, [STAGING])
 
     assert not _checks(result, STAGING)["latency_p99"].passed
@@ -155,7 +156,7 @@ def test_a_failed_post_deploy_gate_with_no_previous_champion_bars_the_version_an
     _write_spec(specs, latency_p99_ms=0.001)  # a budget no server meets
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ASSAY_USECASES_DIR", str(specs))
-        strict = load_definitions()
+        strict = current_definitions()
     before = instance.get_latest_materialization_event(STAGING)
     result = _materialize(strict, instance, [STAGING])
 

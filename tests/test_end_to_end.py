@@ -13,7 +13,8 @@ import polars as pl
 import pytest
 
 from harness.replay import replay
-from harness.runs import load_definitions, materialize_window
+from definitions import current_definitions
+from harness.runs import materialize_window
 from assay.settings import REPO_ROOT
 from cli.status import collect_status
 from conftest import venv_bin
@@ -23,7 +24,7 @@ DAYS = [(date(2013, 1, 1) + timedelta(days=i)).isoformat() for i in range(6)]
 
 @pytest.fixture(scope="module")
 def defs(assay_home):
-    return load_definitions()
+    return current_definitions()
 
 
 @pytest.fixture(scope="module")

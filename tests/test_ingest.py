@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from harness.replay import replay
-from harness.runs import load_definitions
+from definitions import current_definitions
 
 FLIGHTS = dg.AssetKey(["flights", "raw_flights"])
 WEATHER = dg.AssetKey(["flights", "raw_weather"])
@@ -17,7 +17,7 @@ WEATHER = dg.AssetKey(["flights", "raw_weather"])
 
 @pytest.fixture(scope="module")
 def defs(assay_home):
-    return load_definitions()
+    return current_definitions()
 
 
 @pytest.fixture(scope="module")

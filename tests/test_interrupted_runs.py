@@ -17,8 +17,8 @@ from harness.replay import replay
 
 MATERIALIZE = """
 import dagster as dg
-from harness.runs import load_definitions
-defs = load_definitions()
+from definitions import current_definitions
+defs = current_definitions()
 with dg.DagsterInstance.get() as instance:
     dg.materialize(list(defs.assets), resources=defs.resources, instance=instance,
                    selection=[dg.AssetKey(["flights", "raw_flights"])], partition_key="2013-01-01")

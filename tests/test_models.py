@@ -14,7 +14,8 @@ from harness.replay import replay
 from assay.settings import state
 from resources.snapshots import write_snapshot
 from assets.monitoring import reference_frame
-from harness.runs import load_definitions, materialize_window
+from definitions import current_definitions
+from harness.runs import materialize_window
 from resources.registry import PromotionRefused
 from training.artifacts import ArtifactMismatch
 
@@ -26,7 +27,7 @@ CHAMPION = dg.AssetKey(["flights", "champion"])
 
 @pytest.fixture(scope="module")
 def defs(assay_home):
-    return load_definitions()
+    return current_definitions()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import yaml
 
 from cli.main import main as run_assay
 from harness.replay import source_table
-from harness.runs import load_definitions
+from definitions import current_definitions
 from assay.settings import DBT_PROJECT_DIR, REPO_ROOT
 from assay.spec import SpecError, load_spec
 from conftest import free_ports, venv_bin
@@ -82,7 +82,7 @@ def third_use_case(assay_home, tmp_path_factory):
         patch.setattr("resources.environments.DBT_PROJECT_DIR", project)
         patch.setattr("resources.dbt.DBT_PROJECT_DIR", project)
         yield usecases, project
-        for server in load_definitions().resources["deployer"].servers().values():
+        for server in current_definitions().resources["deployer"].servers().values():
             server.stop()
 
 
@@ -90,7 +90,7 @@ def test_a_landing_only_use_case_loads_beside_the_repository_specs(third_use_cas
     usecases, _ = third_use_case
     spec = load_spec(usecases / "readings.yaml")
     assert spec.source is None and spec.release.latency_p99_ms is None and spec.monitoring.min_rows is None
-    defs = load_definitions()
+    defs = current_definitions()
     keys = {s.key.to_user_string() for s in defs.resolve_all_asset_specs()}
     assert {"readings/raw_readings", "readings/readings_features", "readings/training_set",
             "flights/flight_features", "weather/temperature_features"} <= keys
@@ -228,7 +228,7 @@ def test_a_spec_naming_a_dbt_model_that_does_not_exist_fails_at_load_naming_both
         patch.setenv("ASSAY_USECASES_DIR", str(usecases))
         patch.setattr("resources.environments.DBT_PROJECT_DIR", DBT_PROJECT_DIR)  # the repository's, not the copy
         with pytest.raises(SpecError) as error:
-            load_definitions()
+            current_definitions()
     assert str(usecases / "weather.yaml") in str(error.value) and "'temperature_featurez'" in str(error.value)
     assert "stg_weather__readings" in str(error.value)  # what the folder does hold
 
@@ -241,7 +241,7 @@ def test_a_use_case_with_no_dbt_models_fails_at_load_naming_both(tmp_path, assay
         patch.setenv("ASSAY_USECASES_DIR", str(usecases))
         patch.setattr("resources.environments.DBT_PROJECT_DIR", DBT_PROJECT_DIR)  # the repository's, not the copy
         with pytest.raises(SpecError) as error:
-            load_definitions()
+            current_definitions()
     assert str(usecases / "readings.yaml") in str(error.value)
     assert "'readings' has no dbt models" in str(error.value) and "models/readings/" in str(error.value)
 

@@ -14,7 +14,8 @@ import yaml
 
 from assay.releases import history
 from harness.replay import replay
-from harness.runs import load_definitions, materialize_window
+from definitions import current_definitions
+from harness.runs import materialize_window
 from assay.settings import REPO_ROOT
 from assay.spec import load_spec
 from resources.deployment.rollout import LiveFigures, judge, takes_canary
@@ -43,7 +44,7 @@ def _write_spec(folder, **release) -> None:
 
 def _definitions(specs, **release):
     _write_spec(specs, **release)
-    return load_definitions()
+    return current_definitions()
 
 
 def _checks(result, key):

@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from harness.replay import replay
-from harness.runs import load_definitions, materialize_window
+from definitions import current_definitions
+from harness.runs import materialize_window
 from assay.settings import REPO_ROOT
 from conftest import only_use_case
 
@@ -27,7 +28,7 @@ def weather_only(assay_home, tmp_path_factory):
     folder = only_use_case(tmp_path_factory.mktemp("specs"), "weather")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ASSAY_USECASES_DIR", str(folder))
-        yield load_definitions()
+        yield current_definitions()
 
 
 def test_the_weather_graph_comes_from_its_spec_alone(weather_only):

@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from harness.replay import replay
-from harness.runs import load_definitions, materialize_window
+from definitions import current_definitions
+from harness.runs import materialize_window
 from conftest import free_ports
 from resources.deployment.model_server import ArtifactRejected, LocalModelServer, ServingError
 from serving.requests import predictions, v2_request
@@ -21,7 +22,7 @@ from training.train import model_input
 @pytest.fixture(scope="module")
 def champion(assay_home, instance, landing, weather_spec):
     """The weather use case (small) built through its champion."""
-    defs = load_definitions()
+    defs = current_definitions()
     days = [(date(2013, 1, 1) + timedelta(days=i)).isoformat() for i in range(10)]
     replay(weather_spec, landing, date(2013, 1, 1), len(days))
     runs = materialize_window(defs, instance, weather_spec, days, through="champion")

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from harness.replay import replay
-from harness.runs import load_definitions, materialize_window
+from definitions import current_definitions
+from harness.runs import materialize_window
 from assay.settings import REPO_ROOT
 from browser import ARTIFACTS, DagsterUI, Steps, chromium_or_skip
 
@@ -48,7 +49,7 @@ def usecases(tmp_path_factory):
 def ui(chromium, assay_home, instance, landing, usecases, weather_spec, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ASSAY_USECASES_DIR", str(usecases))
-        defs = load_definitions()
+        defs = current_definitions()
         replay(weather_spec, landing, date(2013, 1, 1), len(PREPARED_DAYS) + 1)
         runs = materialize_window(defs, instance, weather_spec, PREPARED_DAYS, through="features")
         assert all(r.success for r in runs), [(r.what, r.partition) for r in runs if not r.success]

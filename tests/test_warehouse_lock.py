@@ -15,8 +15,8 @@ from harness.replay import replay
 
 MATERIALIZE = """
 import sys, dagster as dg
-from harness.runs import load_definitions
-defs = load_definitions()
+from definitions import current_definitions
+defs = current_definitions()
 with dg.DagsterInstance.get() as instance:
     result = dg.materialize(list(defs.assets), resources=defs.resources, instance=instance,
         selection=[dg.AssetKey(["flights", sys.argv[1]])], partition_key=sys.argv[2], raise_on_error=False)
