@@ -8,6 +8,7 @@ the champion's very artifact and asks; the others follow a new champion once its
 
 import dagster as dg
 
+from assay import asset_keys
 from assay.contract import GateResult
 from assay.spec import UseCase
 from automation.conditions import follows_gated_upstream
@@ -22,13 +23,13 @@ def _check(gate: GateResult) -> dg.AssetCheckResult:
 
 
 def build_deployment(spec: UseCase, environment: str) -> dg.AssetsDefinition:
-    key = dg.AssetKey([spec.name, f"deployment_{environment}"])
+    key = asset_keys.deployment(spec, environment)
     needs_approval = environment in spec.release.approval_required
     gates = {g: d for g, d in GATES.items() if g != "approval" or needs_approval} | rollout_gates(spec)
 
     @dg.asset(
         key=key,
-        deps=[dg.AssetKey([spec.name, "champion"])],
+        deps=[asset_keys.champion(spec)],
         description=f"`{spec.name}`'s champion served in {environment}"
         + (" once approved" if needs_approval else "") + f", rolled out by {' then '.join(spec.release.strategy)}; "
         "rolled back to the incumbent when a rollout or post-deploy gate fails.",

@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
+from assay import asset_keys
 from assay.settings import usecases_dir
 from assay.spec import SpecError, UseCase
 from automation.conditions import follows_gated_partitions, follows_gated_upstream
@@ -41,8 +42,8 @@ class UseCaseTranslator(DagsterDbtTranslator):
 
     def get_asset_key(self, props: Mapping[str, Any]) -> dg.AssetKey:
         if props["resource_type"] == "source":
-            return dg.AssetKey([props["source_name"], props["name"]])
-        return dg.AssetKey([props["fqn"][1], props["name"]])
+            return asset_keys.raw(props["source_name"], props["name"].removeprefix("raw_"))
+        return asset_keys.dbt_model(props["fqn"][1], props["name"])
 
     def get_group_name(self, props: Mapping[str, Any]) -> str:
         return f"{self.spec.name}_features"

@@ -13,6 +13,7 @@ from datetime import date
 
 import dagster as dg
 
+from assay import asset_keys
 from assay.contract import (
     DATA_GATES,
     ContractViolation,
@@ -68,7 +69,7 @@ def _gate_specs(key: dg.AssetKey, partitions: dg.PartitionsDefinition | None) ->
 def build_raw_asset(
     spec: UseCase, name: str, table: Table, partitions: dg.PartitionsDefinition
 ) -> dg.AssetsDefinition:
-    key = dg.AssetKey([spec.name, f"raw_{name}"])
+    key = asset_keys.raw(spec, name)
 
     @dg.asset(
         key=key,

@@ -11,6 +11,7 @@ import subprocess
 
 import dagster as dg
 
+from assay import asset_keys
 from assay.releases import ReleaseEvent, record
 from assay.settings import REPO_ROOT, state
 from assay.spec import UseCase
@@ -52,9 +53,9 @@ def started_by(context: dg.AssetExecutionContext) -> str:
 
 
 def _training_set(context: dg.AssetExecutionContext, spec: UseCase) -> dg.AssetMaterialization:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey([spec.name, "training_set"]))
+    event = context.instance.get_latest_materialization_event(asset_keys.training_set(spec))
     if event is None:
-        raise dg.Failure(f"{spec.name}/training_set has never been materialized")
+        raise dg.Failure(f"{asset_keys.training_set(spec).to_user_string()} has never been materialized")
     return event.asset_materialization
 
 
@@ -62,7 +63,7 @@ def _feature_versions(context: dg.AssetExecutionContext, spec: UseCase) -> dict[
     """The dbt model hash each feature table was last built with (what the training set read)."""
     versions = {}
     for model in spec.features.dbt_models:
-        event = context.instance.get_latest_materialization_event(dg.AssetKey([spec.name, model]))
+        event = context.instance.get_latest_materialization_event(asset_keys.dbt_model(spec, model))
         versions[model] = event.asset_materialization.tags.get("dagster/code_version") if event else None
     return versions
 
@@ -113,12 +114,12 @@ def _with_description(result):
 
 
 def build_candidate(spec: UseCase, family: str) -> dg.AssetsDefinition:
-    key = dg.AssetKey([spec.name, f"model_{family}"])
+    key = asset_keys.model(spec, family)
     gates = {g: d for g, d in GATES.items() if g != "calibration" or spec.features.task == "binary_classification"}
 
     @dg.asset(
         key=key,
-        deps=[dg.AssetKey([spec.name, "training_set"])],
+        deps=[asset_keys.training_set(spec)],
         description=f"A {family} candidate for `{spec.features.target}` ({spec.features.task}), trained through "
         f"Pipes on the latest training set and registered in MLflow as `{spec.name}`.",
         group_name=f"{spec.name}_models",
@@ -151,11 +152,12 @@ def build_candidate(spec: UseCase, family: str) -> dg.AssetsDefinition:
 
 
 def build_champion(spec: UseCase) -> dg.AssetsDefinition:
-    candidates = [dg.AssetKey([spec.name, f"model_{family}"]) for family in spec.models]
+    key = asset_keys.champion(spec)
+    candidates = [asset_keys.model(spec, family) for family in spec.models]
     metric, higher = PRIMARY[spec.features.task]
 
     @dg.asset(
-        key=[spec.name, "champion"],
+        key=key,
         deps=candidates,
         description=f"The model version serving as `{spec.name}`'s champion (MLflow alias `champion`): the best "
         f"candidate by holdout {metric} among those that passed every gate. The former champion keeps the "
@@ -166,7 +168,7 @@ def build_champion(spec: UseCase) -> dg.AssetsDefinition:
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness.models),
         tags={"stage": "champion", "use_case": spec.name},
         check_specs=[dg.AssetCheckSpec(
-            "passed_every_gate", asset=dg.AssetKey([spec.name, "champion"]), blocking=True,
+            "passed_every_gate", asset=key, blocking=True,
             description="The champion version's gates all passed in the registry and its artifact, hashed again "
             "now, is the one trained: deployment follows the champion only after this, across runs too.",
         )],

@@ -16,7 +16,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from assay import sql
+from assay import asset_keys, sql
 from assay.settings import state
 from assay.spec import UseCase
 from automation.retrain import monitoring_min_rows
@@ -105,13 +105,10 @@ def reference_frame(spec: UseCase, registry: ModelRegistry, version: str) -> pl.
     return scored
 
 
-def _day_key(spec: UseCase, name: str) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, name])
-
-
 def build_monitoring(spec: UseCase, partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    log_key, drift_key, live_key = (_day_key(spec, n) for n in ("inference_log", "drift", "live_performance"))
-    features_key = _day_key(spec, spec.features.training_model)
+    log_key, drift_key, live_key = (asset_keys.inference_log(spec), asset_keys.drift(spec),
+                                    asset_keys.live_performance(spec))
+    features_key = asset_keys.dbt_model(spec, spec.features.training_model)
     common = dict(partitions_def=partitions, group_name=f"{spec.name}_monitoring", owners=[spec.owner],
                   freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness.monitoring))
 

@@ -9,6 +9,7 @@ the file is named by its content hash, and that hash is the dataset version ever
 import dagster as dg
 import polars as pl
 
+from assay import asset_keys
 from assay.settings import state
 from assay.spec import UseCase
 from resources.snapshots import read_training_window, write_snapshot
@@ -23,11 +24,9 @@ def _label_summary(frame: pl.DataFrame, spec: UseCase) -> dict[str, float]:
 
 
 def build_training_set(spec: UseCase) -> dg.AssetsDefinition:
-    features_key = dg.AssetKey([spec.name, spec.features.training_model])
-
     @dg.asset(
-        key=[spec.name, "training_set"],
-        deps=[features_key],
+        key=asset_keys.training_set(spec),
+        deps=[asset_keys.dbt_model(spec, spec.features.training_model)],
         description=f"Rows of `{spec.features.training_model}` from the last {spec.training.window_days} days "
         f"with a known `{spec.features.target}`, frozen as a Parquet snapshot named by its sha256.",
         group_name=f"{spec.name}_training",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assay import asset_keys
 from assay.contract import ContractViolation, sha256_file
 from assay.spec import UseCase
 from resources.landing_zone import LandingZone
@@ -79,7 +80,7 @@ def run_requests(spec: UseCase, changed: list[tuple[str, str | None, str]]) -> l
         requests.append(dg.RunRequest(
             run_key=f"{spec.name}:{partition or 'dimensions'}:{content}",
             partition_key=partition,
-            asset_selection=[dg.AssetKey([spec.name, f"raw_{table}"]) for table, _ in files],
+            asset_selection=[asset_keys.raw(spec, table) for table, _ in files],
             tags={"assay/trigger": "landing", "assay/use_case": spec.name,
                   "assay/files": ",".join(f"{table}:{sha[:12]}" for table, sha in files)},
         ))
@@ -93,7 +94,7 @@ def build_landing_sensor(spec: UseCase) -> dg.SensorDefinition:
         "raw asset for that day (deduplicated by content).",
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        asset_selection=[dg.AssetKey([spec.name, f"raw_{table}"]) for table in spec.tables],
+        asset_selection=[asset_keys.raw(spec, table) for table in spec.tables],
     )
     def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
         seen = json.loads(context.cursor) if context.cursor else {}

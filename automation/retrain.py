@@ -14,29 +14,29 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import dagster as dg
 
+from assay import asset_keys
 from assay.contract import DATA_GATES
 from assay.spec import UseCase
 
 
 def monitoring_min_rows(spec: UseCase, instance: dg.DagsterInstance) -> int:
     """The spec's `monitoring.min_rows`, else derived from the latest training set's daily volume."""
-    event = instance.get_latest_materialization_event(dg.AssetKey([spec.name, "training_set"]))
+    event = instance.get_latest_materialization_event(asset_keys.training_set(spec))
     metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
     rows = metadata["dagster/row_count"].value if "dagster/row_count" in metadata else None
     return spec.monitoring_min_rows(rows)
 
 
 def training_selection(spec: UseCase) -> list[dg.AssetKey]:
-    return [dg.AssetKey([spec.name, "training_set"]),
-            *(dg.AssetKey([spec.name, f"model_{family}"]) for family in spec.models),
-            dg.AssetKey([spec.name, "champion"])]
+    return [asset_keys.training_set(spec), *(asset_keys.model(spec, family) for family in spec.models),
+            asset_keys.champion(spec)]
 
 
 def data_gates_passed(instance: dg.DagsterInstance, spec: UseCase) -> tuple[bool, list[str]]:
     """Whether the latest evaluation of every daily raw table's data gates passed; the failures."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-    keys = [dg.AssetCheckKey(dg.AssetKey([spec.name, f"raw_{table}"]), gate)
+    keys = [dg.AssetCheckKey(asset_keys.raw(spec, table), gate)
             for table in spec.partitioned_tables for gate in DATA_GATES]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     failed = [f"{k.asset_key.to_user_string()}:{k.name}" for k, record in latest.items()
@@ -56,10 +56,9 @@ def data_time(day: str) -> datetime:
 
 
 def build_retrain_sensor(spec: UseCase) -> dg.SensorDefinition:
-    drift_key = dg.AssetKey([spec.name, "drift"])
-    live_key = dg.AssetKey([spec.name, "live_performance"])
-    features_key = dg.AssetKey([spec.name, spec.features.training_model])
-    champion_key = dg.AssetKey([spec.name, "champion"])
+    drift_key, live_key = asset_keys.drift(spec), asset_keys.live_performance(spec)
+    features_key = asset_keys.dbt_model(spec, spec.features.training_model)
+    champion_key = asset_keys.champion(spec)
 
     @dg.sensor(
         name=f"{spec.name}_retrain",

@@ -97,7 +97,7 @@ class History:
         day = self.next_day.isoformat()
         began = time.perf_counter()
         replay(SPEC, self.landing, self.next_day, 1)
-        self._run(day, [dg.AssetKey(["flights", "raw_flights"]), dg.AssetKey(["flights", "raw_weather"])])
+        self._run(day, asset_keys(self.defs, stage(SPEC, "raw"), partitioned=True))
         self._run(day, feature_keys(self.defs, SPEC))
         elapsed = time.perf_counter() - began
         self.next_day += timedelta(days=1)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assay import asset_keys
 from assay.approvals import approvals
 from assay.contract import content_hash, sha256_file
 from assay.releases import history, log_path, verify_chain, verify_witness
@@ -131,7 +132,7 @@ def _deployment(instance, spec: UseCase, version: str, layout, deployer) -> dict
                 if a.use_case == spec.name and a.version == version]
     environments = []
     for environment in spec.release.environments:
-        key = dg.AssetKey([spec.name, f"deployment_{environment}"])
+        key = asset_keys.deployment(spec, environment)
         deployments = []
         for record in _materializations(instance, key, limit=50):
             metadata = _metadata(record.event_log_entry.asset_materialization.metadata)
@@ -172,8 +173,8 @@ def _model(registry, spec: UseCase, version: str) -> tuple[dict, dict]:
 def _gates(instance, spec: UseCase, version: str, tags: dict) -> list[dict]:
     run_id = tags.get("assay.dagster_run_id")
     family = tags.get("assay.family")
-    keys = {dg.AssetKey([spec.name, f"model_{family}"]), dg.AssetKey([spec.name, "champion"])}
-    evaluations = _check_evaluations(instance, run_id, keys)
+    candidate = asset_keys.model(spec, family)
+    evaluations = _check_evaluations(instance, run_id, {candidate, asset_keys.champion(spec)})
     # One model asset run may register a version per family: keep the evaluations of this version's asset.
     required = json.loads(tags.get("assay.gates", "[]"))
     gates = []
@@ -186,7 +187,7 @@ def _gates(instance, spec: UseCase, version: str, tags: dict) -> list[dict]:
     for name in sorted(set(required) | {t.removeprefix("assay.gate.") for t in tags if t.startswith("assay.gate.")}):
         if name not in seen:  # recorded in the registry only (e.g. post_deploy after a rollback)
             value = tags.get(f"assay.gate.{name}")
-            gates.append({"asset": f"{spec.name}/model_{family}", "check": name,
+            gates.append({"asset": candidate.to_user_string(), "check": name,
                           "result": value if value in ("passed", "failed") else "not evaluated",
                           "description": tags.get("assay.rolled_back_because", "recorded in the registry"),
                           "evaluated": None, "run_id": None, "partition": None, "threshold": {}, "measured": {},
@@ -196,7 +197,7 @@ def _gates(instance, spec: UseCase, version: str, tags: dict) -> list[dict]:
 
 def _training_set(instance, spec: UseCase, layout, tags: dict) -> tuple[dict, list[dict]]:
     sha = tags.get("assay.training_set_sha256")
-    key = dg.AssetKey([spec.name, "training_set"])
+    key = asset_keys.training_set(spec)
     recorded = None
     for record in _materializations(instance, key, limit=500):
         metadata = _metadata(record.event_log_entry.asset_materialization.metadata)
@@ -261,7 +262,7 @@ def _features(instance, spec: UseCase, tags: dict, days: list[str]) -> list[dict
     recorded = json.loads(tags.get("assay.feature_model_versions", "{}"))
     models = []
     for model in spec.features.dbt_models:
-        key = dg.AssetKey([spec.name, model])
+        key = asset_keys.dbt_model(spec, model)
         records = _materializations(instance, key, days or None, limit=max(len(days), 1) * 4)
         latest: dict[str | None, object] = {}
         for record in records:  # newest first
@@ -316,12 +317,12 @@ def _stored_partition(warehouse, spec: UseCase, name: str, table, partition: str
 def _raw_and_landing(instance, spec: UseCase, days: list[str], warehouse, landing) -> tuple[list[dict], list[dict], list[dict]]:
     raws, files, links = [], [], []
     for name, table in spec.tables.items():
-        key = dg.AssetKey([spec.name, f"raw_{name}"])
+        key = asset_keys.raw(spec, name)
         for partition in (days if table.partitioned else [None]):
             records = _materializations(instance, key, [partition] if partition else None, limit=1)
-            subject = f"{spec.name}/raw_{name}" + (f"[{partition}]" if partition else "")
+            subject = key.to_user_string() + (f"[{partition}]" if partition else "")
             if not records:
-                raws.append({"asset": f"{spec.name}/raw_{name}", "partition": partition, "data_version": None,
+                raws.append({"asset": key.to_user_string(), "partition": partition, "data_version": None,
                              "rows": None, "materialized": None, "run_id": None, "code_version": None,
                              "landing_file": None, "landing_sha256": None})
                 links.append(_link("raw_partition", subject, None, None, "missing", "never materialized"))
@@ -330,7 +331,7 @@ def _raw_and_landing(instance, spec: UseCase, days: list[str], warehouse, landin
             materialization = record.event_log_entry.asset_materialization
             metadata = _metadata(materialization.metadata)
             recorded = materialization.tags.get("dagster/data_version")
-            raws.append({"asset": f"{spec.name}/raw_{name}", "partition": partition, "data_version": recorded,
+            raws.append({"asset": key.to_user_string(), "partition": partition, "data_version": recorded,
                          "rows": metadata.get("dagster/row_count"), "materialized": _when(record.timestamp),
                          "run_id": record.run_id, "code_version": materialization.tags.get("dagster/code_version"),
                          "landing_file": metadata.get("landing_file"), "landing_sha256": metadata.get("landing_sha256")})
@@ -414,7 +415,7 @@ def build_report(use_case: str, version: str | None = None, instance: dg.Dagster
         loaded = set()
         for name, table in spec.tables.items():
             if table.partitioned:
-                loaded |= set(instance.get_materialized_partitions(dg.AssetKey([spec.name, f"raw_{name}"])))
+                loaded |= set(instance.get_materialized_partitions(asset_keys.raw(spec, name)))
         days = [d for d in days if d in loaded]
         features = _features(instance, spec, tags, days)
         raws, files, data_links = _raw_and_landing(instance, spec, days, resources["warehouse"], resources["landing"])

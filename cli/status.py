@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from assay import asset_keys
 from definitions import current_definitions
 
 
@@ -98,7 +99,7 @@ def _run_failed(instance: dg.DagsterInstance, run_id: str) -> bool:
 
 def _champion(instance: dg.DagsterInstance, use_case: str) -> dict | None:
     """The champion as last promoted by the champion asset (the registry alias it set)."""
-    event = instance.get_latest_materialization_event(dg.AssetKey([use_case, "champion"]))
+    event = instance.get_latest_materialization_event(asset_keys.champion(use_case))
     if event is None:
         return None
     metadata = event.asset_materialization.metadata

@@ -17,7 +17,7 @@ from datetime import date, timedelta
 import dagster as dg
 import polars as pl
 
-from assay import sql
+from assay import asset_keys, sql
 from assay.releases import history
 from harness.replay import replay
 from assay.settings import state
@@ -127,10 +127,10 @@ class Simulation:
             sending = time.perf_counter()
             today.requests, today.scored = send_day(spec, endpoint, resources["warehouse"], today.day)
             scoring_seconds = time.perf_counter() - sending
-            monitoring = [dg.AssetKey([spec.name, n]) for n in ("inference_log", "drift", "live_performance")]
+            monitoring = [asset_keys.inference_log(spec), asset_keys.drift(spec), asset_keys.live_performance(spec)]
             today.runs.append(execute(self.defs, self.instance, monitoring, today.day,
                                       {"assay/trigger": "daily_monitoring"}, trigger="daily monitoring"))
-            drift = self._metadata(monitoring[1], today.day)
+            drift = self._metadata(asset_keys.drift(spec), today.day)
             if drift and len(drift["report"]["insufficient_data"]) == len(drift["report"]["features"]):
                 today.drift = (f"drift: not judged ({drift['rows']} rows, needs "
                                f"{drift['report']['thresholds']['min_rows']})")
