@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from assay.releases import append_witnessed
-from training.artifacts import MODEL_SHA256_TAG
+from training.tags import MODEL_SHA256_TAG
 
 
 class ApprovalRefused(ValueError):

@@ -17,8 +17,18 @@ from assay.settings import REPO_ROOT, state
 from assay.spec import UseCase
 from resources.registry import ModelRegistry, PromotionRefused
 from resources.training.trainer import Trainer
-from training.artifacts import MODEL_SHA256_TAG, PAYLOAD_SHA256_TAG
 from training.evaluation import PRIMARY
+from training.tags import (
+    DAGSTER_RUN_ID_TAG,
+    FEATURE_MODEL_VERSIONS_TAG,
+    GIT_SHA_TAG,
+    MODEL_SHA256_TAG,
+    PAYLOAD_SHA256_TAG,
+    STARTED_BY_TAG,
+    TRAINING_SET_SHA256_TAG,
+    TRAINING_WINDOW_TAG,
+    USE_CASE_TAG,
+)
 
 GATES = {
     "performance_floor": "Holdout metrics at or beyond the spec's floor: protects against a model no better than chance.",
@@ -71,10 +81,10 @@ def _feature_versions(context: dg.AssetExecutionContext, spec: UseCase) -> dict[
 def training_extras(context, spec: UseCase, family: str, registry: ModelRegistry) -> dict:
     snapshot = _training_set(context, spec)
     return job_extras(spec, family, {k: v.value for k, v in snapshot.metadata.items()}, registry.alias(spec.name), {
-        "assay.feature_model_versions": json.dumps(_feature_versions(context, spec), sort_keys=True),
-        "assay.git_sha": _git_sha(),
-        "assay.dagster_run_id": context.run.run_id,
-        "assay.started_by": started_by(context),
+        FEATURE_MODEL_VERSIONS_TAG: json.dumps(_feature_versions(context, spec), sort_keys=True),
+        GIT_SHA_TAG: _git_sha(),
+        DAGSTER_RUN_ID_TAG: context.run.run_id,
+        STARTED_BY_TAG: started_by(context),
     })
 
 
@@ -97,9 +107,9 @@ def job_extras(spec: UseCase, family: str, snapshot: dict, champion, provenance:
         "champion": {"version": champion.version, "uri": champion.uri,
                      "model_sha256": champion.tags.get(MODEL_SHA256_TAG)} if champion else None,
         "provenance": {
-            "assay.use_case": spec.name,
-            "assay.training_set_sha256": snapshot["sha256"],
-            "assay.training_window": f"{snapshot['window_start']}..{snapshot['window_end']}",
+            USE_CASE_TAG: spec.name,
+            TRAINING_SET_SHA256_TAG: snapshot["sha256"],
+            TRAINING_WINDOW_TAG: f"{snapshot['window_start']}..{snapshot['window_end']}",
             **provenance,
         },
     }

@@ -23,6 +23,7 @@ from automation.retrain import monitoring_min_rows
 from resources.deployment.deployer import Deployer
 from resources.registry import ModelRegistry
 from resources.warehouse import Warehouse
+from training.tags import TRAINING_SET_SHA256_TAG
 
 LOG_COLUMNS = {
     "environment": "VARCHAR", "request_id": "VARCHAR", "entity_id": "VARCHAR", "model_version": "VARCHAR",
@@ -86,7 +87,7 @@ def serving_version(log: pl.DataFrame) -> str:
 
 def reference_frame(spec: UseCase, registry: ModelRegistry, version: str) -> pl.DataFrame:
     """The version's training snapshot with its own scores on it, cached beside the snapshot."""
-    sha = registry.version(spec.name, version).tags["assay.training_set_sha256"]
+    sha = registry.version(spec.name, version).tags[TRAINING_SET_SHA256_TAG]
     snapshots = state().snapshots / spec.name
     cached = snapshots / "reference_scores" / f"{sha}-v{version}.parquet"
     if cached.exists():

@@ -101,6 +101,7 @@ def alone(resources, spec, landing, day: str) -> list[tuple[str, float]]:
     from resources.raw_tables import store_partition
     from resources.snapshots import read_training_window, write_snapshot
     from training.evaluation import PRIMARY
+    from training.tags import STARTED_BY_TAG
     from training.train import TrainingJob, run
 
     warehouse, registry, deployer = resources["warehouse"], resources["registry"], resources["deployer"]
@@ -144,7 +145,7 @@ def alone(resources, spec, landing, day: str) -> list[tuple[str, float]]:
     champion = registry.alias(spec.name)
     scored = []
     for family in spec.models:
-        job = TrainingJob.from_extras(job_extras(spec, family, snapshot, champion, {"assay.started_by": "bench"}))
+        job = TrainingJob.from_extras(job_extras(spec, family, snapshot, champion, {STARTED_BY_TAG: "bench"}))
 
         def candidate(job=job):
             metadata, _ = run(job, log=lambda *_: None)

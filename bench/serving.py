@@ -276,6 +276,7 @@ def main() -> None:
     from resources.deployment.model_server import LocalModelServer
     from serving.requests import v2_request
     from training.tabular import FeatureSet
+    from training.tags import FAMILY_TAG, TRAINING_SET_SHA256_TAG
     from training.train import model_input
 
     layout = state()
@@ -298,14 +299,14 @@ def main() -> None:
         measured = registry.alias(spec.name)
         if measured is None:
             raise SystemExit(f"{layout.root} has no champion for {spec.name}: {demo}")
-    snapshot_path = layout.snapshots / spec.name / "training_set" / f"{measured.tags['assay.training_set_sha256']}.parquet"
+    snapshot_path = layout.training_snapshot(spec.name, measured.tags[TRAINING_SET_SHA256_TAG])
     if not snapshot_path.exists():
         raise SystemExit(f"the training-set snapshot of {spec.name} v{measured.version} is missing: {snapshot_path}")
 
     f = spec.features
     features = FeatureSet(f.columns.numeric, f.columns.categorical, f.target, f.task)
     sample = pl.read_parquet(snapshot_path).tail(SAMPLE_ROWS)
-    family = measured.tags.get("assay.family", "?")
+    family = measured.tags.get(FAMILY_TAG, "?")
     print(f"{spec.name} v{measured.version} ({family}), {sample.height} rows of snapshot {snapshot_path.name[:12]}…; "
           f"state {layout.root}", flush=True)
 

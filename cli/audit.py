@@ -36,6 +36,21 @@ from assay.contract import content_hash, sha256_file
 from assay.releases import history, log_path, verify_chain, verify_witness
 from assay.settings import prepare_environment, usecases_dir
 from assay.spec import UseCase, load_specs
+from training.tags import (
+    DAGSTER_RUN_ID_TAG,
+    FAMILY_TAG,
+    FEATURE_MODEL_VERSIONS_TAG,
+    GATE_TAG_PREFIX,
+    GATES_TAG,
+    INTEGRITY_TAG,
+    MODEL_SHA256_TAG,
+    PAYLOAD_SHA256_TAG,
+    PREFIX,
+    ROLLED_BACK_BECAUSE_TAG,
+    TRAINING_SET_SHA256_TAG,
+    TRAINING_WINDOW_TAG,
+    gate_tag,
+)
 
 SCHEMA_PATH = Path(__file__).with_name("audit_schema.json")
 REPORT_VERSION = 1
@@ -159,44 +174,45 @@ def _model(registry, spec: UseCase, version: str) -> tuple[dict, dict]:
     run = client.get_run(found.run_id) if found.run_id else None
     plots = [a.path for a in client.list_artifacts(found.run_id, "plots")] if run else []
     model = {
-        "name": spec.name, "version": version, "family": tags.get("assay.family"),
+        "name": spec.name, "version": version, "family": tags.get(FAMILY_TAG),
         "created": _when(found.creation_timestamp / 1000) if found.creation_timestamp else None,
         "source": found.source, "mlflow_run_id": found.run_id,
         "params": dict(run.data.params) if run else {}, "metrics": dict(run.data.metrics) if run else {},
-        "artifact_sha256": tags.get("assay.artifact_sha256"), "plots": plots,
-        "provenance": {k: v for k, v in sorted(tags.items()) if k.startswith("assay.")},
+        "artifact_sha256": tags.get(PAYLOAD_SHA256_TAG), "plots": plots,
+        "provenance": {k: v for k, v in sorted(tags.items()) if k.startswith(PREFIX)},
         "aliases": list(getattr(found, "aliases", []) or []),
     }
     return model, tags
 
 
 def _gates(instance, spec: UseCase, version: str, tags: dict) -> list[dict]:
-    run_id = tags.get("assay.dagster_run_id")
-    family = tags.get("assay.family")
+    run_id = tags.get(DAGSTER_RUN_ID_TAG)
+    family = tags.get(FAMILY_TAG)
     candidate = asset_keys.model(spec, family)
     evaluations = _check_evaluations(instance, run_id, {candidate, asset_keys.champion(spec)})
     # One model asset run may register a version per family: keep the evaluations of this version's asset.
-    required = json.loads(tags.get("assay.gates", "[]"))
+    required = json.loads(tags.get(GATES_TAG, "[]"))
     gates = []
     for evaluation in evaluations:
-        registry_tag = tags.get(f"assay.gate.{evaluation['check']}")
+        registry_tag = tags.get(gate_tag(evaluation["check"]))
         if evaluation["check"] == "integrity":
-            registry_tag = tags.get("assay.integrity")
+            registry_tag = tags.get(INTEGRITY_TAG)
         gates.append({**evaluation, "registry_tag": registry_tag, "source": "dagster"})
     seen = {g["check"] for g in gates}
-    for name in sorted(set(required) | {t.removeprefix("assay.gate.") for t in tags if t.startswith("assay.gate.")}):
+    recorded = {t.removeprefix(GATE_TAG_PREFIX) for t in tags if t.startswith(GATE_TAG_PREFIX)}
+    for name in sorted(set(required) | recorded):
         if name not in seen:  # recorded in the registry only (e.g. post_deploy after a rollback)
-            value = tags.get(f"assay.gate.{name}")
+            value = tags.get(gate_tag(name))
             gates.append({"asset": candidate.to_user_string(), "check": name,
                           "result": value if value in ("passed", "failed") else "not evaluated",
-                          "description": tags.get("assay.rolled_back_because", "recorded in the registry"),
+                          "description": tags.get(ROLLED_BACK_BECAUSE_TAG, "recorded in the registry"),
                           "evaluated": None, "run_id": None, "partition": None, "threshold": {}, "measured": {},
                           "registry_tag": value, "source": "registry"})
     return gates
 
 
 def _training_set(instance, spec: UseCase, layout, tags: dict) -> tuple[dict, list[dict]]:
-    sha = tags.get("assay.training_set_sha256")
+    sha = tags.get(TRAINING_SET_SHA256_TAG)
     key = asset_keys.training_set(spec)
     recorded = None
     for record in _materializations(instance, key, limit=500):
@@ -205,7 +221,7 @@ def _training_set(instance, spec: UseCase, layout, tags: dict) -> tuple[dict, li
             recorded = (record, metadata)
             break
     path = layout.training_snapshot(spec.name, sha)
-    section = {"sha256": sha, "path": str(path), "window": tags.get("assay.training_window"),
+    section = {"sha256": sha, "path": str(path), "window": tags.get(TRAINING_WINDOW_TAG),
                "rows": None, "materialized": None, "run_id": None, "window_start": None, "window_end": None}
     if recorded:
         record, metadata = recorded
@@ -219,7 +235,7 @@ def _training_set(instance, spec: UseCase, layout, tags: dict) -> tuple[dict, li
         named = path.stem
         ok = actual == sha == named
         link = _link("training_snapshot", path.name, sha, actual, "verified" if ok else "changed",
-                     "file sha256 equals its name and the version's assay.training_set_sha256" if ok else
+                     f"file sha256 equals its name and the version's {TRAINING_SET_SHA256_TAG}" if ok else
                      f"file sha256 {actual[:16]}… differs from its name {named[:16]}… / the version's tag {str(sha)[:16]}…")
     return section, [link]
 
@@ -230,7 +246,7 @@ def _model_artifact(registry, spec: UseCase, version: str, tags: dict) -> list[d
     MLmodel). Only hashed here, never loaded."""
     import mlflow
 
-    from training.artifacts import MODEL_SHA256_TAG, PAYLOAD_SHA256_TAG, model_sha256, payload_sha256
+    from training.artifacts import model_sha256, payload_sha256
 
     subject = f"models:/{spec.name}/{version}"
     expected, expected_model = tags.get(PAYLOAD_SHA256_TAG), tags.get(MODEL_SHA256_TAG)
@@ -255,11 +271,11 @@ def _model_artifact(registry, spec: UseCase, version: str, tags: dict) -> list[d
                       f"the model's files hash to {actual_model[:16]}…, not the logged {expected_model[:16]}…: "
                       "its code, python_model.pkl or MLmodel changed")]
     return [_link("model_artifact", subject, expected_model, actual_model, "verified",
-                  "payload sha256 equals assay.artifact_sha256 and every file of the model equals assay.model_sha256")]
+                  f"payload sha256 equals {PAYLOAD_SHA256_TAG} and every file of the model equals {MODEL_SHA256_TAG}")]
 
 
 def _features(instance, spec: UseCase, tags: dict, days: list[str]) -> list[dict]:
-    recorded = json.loads(tags.get("assay.feature_model_versions", "{}"))
+    recorded = json.loads(tags.get(FEATURE_MODEL_VERSIONS_TAG, "{}"))
     models = []
     for model in spec.features.dbt_models:
         key = asset_keys.dbt_model(spec, model)

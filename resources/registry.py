@@ -23,17 +23,20 @@ from pathlib import Path
 import dagster as dg
 
 from assay import sql
-from training.artifacts import (
-    GATE_TAG,
+from training.artifacts import download_verified, load_verified, model_sha256, payload_sha256
+from training.tags import (
+    GATES_TAG,
+    INTEGRITY_TAG,
     MODEL_SHA256_TAG,
-    download_verified,
-    load_verified,
-    model_sha256,
-    payload_sha256,
+    PROMOTED_BECAUSE_TAG,
+    REGISTERED_MODEL_SHA256_TAG,
+    REGISTERED_SHA256_TAG,
+    ROLLED_BACK_BECAUSE_TAG,
+    WITNESS_TAG_PREFIX,
+    gate_tag,
 )
 
 CHAMPION, PREVIOUS = "champion", "previous_champion"
-WITNESS_TAG = "assay.witness."  # registered-model tag `assay.witness.<log>` = {"entries": n, "hash": last}
 
 
 class PromotionRefused(Exception):
@@ -51,11 +54,11 @@ class Version:
         return f"models:/{self.name}/{self.version}"
 
     def failed_gates(self) -> list[str]:
-        required = json.loads(self.tags.get("assay.gates", "[]"))
+        required = json.loads(self.tags.get(GATES_TAG, "[]"))
         if not required:
             return ["(no gate results recorded)"]
-        failed = [g for g in required if self.tags.get(f"{GATE_TAG}{g}") != "passed"]
-        if self.tags.get("assay.integrity") != "verified":
+        failed = [g for g in required if self.tags.get(gate_tag(g)) != "passed"]
+        if self.tags.get(INTEGRITY_TAG) != "verified":
             failed.append("integrity")
         return failed
 
@@ -211,18 +214,18 @@ class ModelRegistry(dg.ConfigurableResource):
             whole = model_sha256(local)
         verified = (registered == trained_sha256 and bool(recorded) and whole == recorded
                     and trained_model_sha256 in (None, recorded))
-        client.set_model_version_tag(name, version, "assay.integrity", "verified" if verified else "mismatch")
-        client.set_model_version_tag(name, version, "assay.registered_sha256", registered)
-        client.set_model_version_tag(name, version, "assay.registered_model_sha256", whole)
+        client.set_model_version_tag(name, version, INTEGRITY_TAG, "verified" if verified else "mismatch")
+        client.set_model_version_tag(name, version, REGISTERED_SHA256_TAG, registered)
+        client.set_model_version_tag(name, version, REGISTERED_MODEL_SHA256_TAG, whole)
         return verified, registered, whole
 
     def _bar(self, client, name: str, version: str, reason: str) -> None:
         """Record a failed post-deploy gate on `version`: `promote` refuses it from now on."""
         found = self._version(client, name, version)
-        required = sorted(set(json.loads(found.tags.get("assay.gates", "[]"))) | {"post_deploy"})
-        client.set_model_version_tag(name, version, "assay.gates", json.dumps(required))
-        client.set_model_version_tag(name, version, f"{GATE_TAG}post_deploy", "failed")
-        client.set_model_version_tag(name, version, "assay.rolled_back_because", reason)
+        required = sorted(set(json.loads(found.tags.get(GATES_TAG, "[]"))) | {"post_deploy"})
+        client.set_model_version_tag(name, version, GATES_TAG, json.dumps(required))
+        client.set_model_version_tag(name, version, gate_tag("post_deploy"), "failed")
+        client.set_model_version_tag(name, version, ROLLED_BACK_BECAUSE_TAG, reason)
 
     def bar(self, name: str, version: str, reason: str) -> None:
         """A version failed after deploy with no former champion to return to: bar it and take the
@@ -236,7 +239,7 @@ class ModelRegistry(dg.ConfigurableResource):
     # --- the second witness of the chained logs --------------------------------------------------
 
     def witness_log(self, name: str, log: str, head: dict) -> None:
-        self.client().set_registered_model_tag(name, f"{WITNESS_TAG}{log}", json.dumps(head, sort_keys=True))
+        self.client().set_registered_model_tag(name, f"{WITNESS_TAG_PREFIX}{log}", json.dumps(head, sort_keys=True))
 
     def log_witnesses(self) -> dict[str, dict[str, dict]]:
         """Per registered model: what it witnesses of each log, and `promoted` (versions it records as
@@ -245,9 +248,10 @@ class ModelRegistry(dg.ConfigurableResource):
         found = {}
         for model in client.search_registered_models():
             tags = dict(model.tags or {})
-            entry = {k.removeprefix(WITNESS_TAG): json.loads(v) for k, v in tags.items() if k.startswith(WITNESS_TAG)}
+            entry = {k.removeprefix(WITNESS_TAG_PREFIX): json.loads(v) for k, v in tags.items()
+                     if k.startswith(WITNESS_TAG_PREFIX)}
             promoted = sorted(str(v.version) for v in client.search_model_versions(f"name = '{model.name}'")
-                              if "assay.promoted_because" in (v.tags or {}))
+                              if PROMOTED_BECAUSE_TAG in (v.tags or {}))
             if promoted:
                 entry["promoted"] = {"versions": promoted}
             found[model.name] = entry
@@ -281,5 +285,5 @@ class ModelRegistry(dg.ConfigurableResource):
         if former:
             client.set_registered_model_alias(name, PREVIOUS, former.version)
         client.set_registered_model_alias(name, CHAMPION, candidate.version)
-        client.set_model_version_tag(name, version, "assay.promoted_because", reason)
+        client.set_model_version_tag(name, version, PROMOTED_BECAUSE_TAG, reason)
         return former

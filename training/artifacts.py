@@ -20,8 +20,7 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-# How a model version records each gate's outcome in the registry: `assay.gate.<name>` = passed|failed.
-GATE_TAG = "assay.gate."
+# The registry tags the two hashes are recorded under (training/tags.py names every other tag).
 PAYLOAD_SHA256_TAG = "assay.artifact_sha256"
 MODEL_SHA256_TAG = "assay.model_sha256"
 # Written by MLflow into a folder it downloads as `models:/<name>/<version>` (naming that version), so

@@ -25,15 +25,7 @@ import numpy as np
 import polars as pl
 from dagster_pipes import PipesContext, open_dagster_pipes
 
-from training.artifacts import (
-    GATE_TAG,
-    MODEL_SHA256_TAG,
-    PAYLOAD_SHA256_TAG,
-    ArtifactMismatch,
-    load_verified,
-    model_sha256,
-    payload_sha256,
-)
+from training.artifacts import ArtifactMismatch, load_verified, model_sha256, payload_sha256
 from training.evaluation import (
     PRIMARY,
     Gate,
@@ -46,6 +38,16 @@ from training.evaluation import (
     slice_table,
 )
 from training.tabular import FeatureSet
+from training.tags import (
+    DAGSTER_RUN_ID_TAG,
+    FAMILY_TAG,
+    GATES_TAG,
+    MODEL_SHA256_TAG,
+    PAYLOAD_SHA256_TAG,
+    PRIMARY_METRIC_TAG,
+    PRIMARY_VALUE_TAG,
+    gate_tag,
+)
 
 TRAINING_DIR = Path(__file__).resolve().parent
 
@@ -166,14 +168,14 @@ def _log_and_register(job, model, scores, table, plots, gates, payload, sha256, 
 
     mlflow.set_experiment(job.experiment)
     example = model_input(holdout.head(5), job.features)
-    with mlflow.start_run(run_name=f"{job.family}-{job.provenance.get('assay.dagster_run_id', 'manual')[:8]}") as run:
+    with mlflow.start_run(run_name=f"{job.family}-{job.provenance.get(DAGSTER_RUN_ID_TAG, 'manual')[:8]}") as run:
         mlflow.log_params({**{k: v for k, v in model.params.items()}, "family": job.family, "seed": job.seed,
                            "holdout_days": job.holdout_days, "train_rows": train_rows, "holdout_rows": holdout.height})
         mlflow.log_metrics({k: v for k, v in scores.items() if np.isfinite(v)})
         for path in plots.values():
             mlflow.log_artifact(str(path), artifact_path="plots")
         mlflow.log_table(table.to_pandas(), artifact_file="slices.json")
-        mlflow.set_tags({**job.provenance, "assay.family": job.family})
+        mlflow.set_tags({**job.provenance, FAMILY_TAG: job.family})
         info = mlflow.pyfunc.log_model(
             name="model", python_model=AssayPyfunc(), artifacts={"payload": str(payload)},
             code_paths=[str(TRAINING_DIR)], input_example=example,
@@ -189,13 +191,13 @@ def _log_and_register(job, model, scores, table, plots, gates, payload, sha256, 
     client = mlflow.MlflowClient()
     tags = {
         **job.provenance,
-        "assay.family": job.family,
+        FAMILY_TAG: job.family,
         PAYLOAD_SHA256_TAG: sha256,
         MODEL_SHA256_TAG: logged,
-        "assay.primary_metric": PRIMARY[job.features.task][0],
-        "assay.primary_value": f"{scores[PRIMARY[job.features.task][0]]:.6f}",
-        "assay.gates": json.dumps(sorted(g.name for g in gates)),
-        **{f"{GATE_TAG}{g.name}": "passed" if g.passed else "failed" for g in gates},
+        PRIMARY_METRIC_TAG: PRIMARY[job.features.task][0],
+        PRIMARY_VALUE_TAG: f"{scores[PRIMARY[job.features.task][0]]:.6f}",
+        GATES_TAG: json.dumps(sorted(g.name for g in gates)),
+        **{gate_tag(g.name): "passed" if g.passed else "failed" for g in gates},
     }
     for key, value in tags.items():
         client.set_model_version_tag(job.registered_model, version.version, key, value)

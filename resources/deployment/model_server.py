@@ -36,7 +36,8 @@ from assay.spec import Serving, load_spec
 from resources.deployment.deployer import Served
 from serving.inference_log import LOG_DIR_ENV
 from serving.server import MAX_BODY_SETTING
-from training.artifacts import MODEL_SHA256_TAG, ArtifactMismatch, check_model_folder
+from training.artifacts import ArtifactMismatch, check_model_folder
+from training.tags import MODEL_SHA256_TAG
 
 RUNTIME = "serving.runtime.AssayMLflowRuntime"
 EXPECTED_SHA256_PARAMETER = "assay_model_sha256"  # in model-settings parameters.extra; read by the runtime

@@ -40,7 +40,7 @@ from resources.deployment.deployer import Deployer
 from resources.deployment.rollout import StepVerdict, gate_name, judge, replay_traffic, traffic_rows
 from resources.registry import ModelRegistry, PromotionRefused, Version
 from serving.requests import predictions, v2_request
-from training.artifacts import MODEL_SHA256_TAG
+from training.tags import MODEL_SHA256_TAG, TRAINING_SET_SHA256_TAG
 
 GATES = {
     "approval": "A person approved this model version for this environment (who, when, why): "
@@ -62,7 +62,7 @@ def rollout_gates(spec: UseCase) -> dict[str, str]:
 
 def _snapshot(spec: UseCase, version: Version) -> pl.DataFrame:
     """The training-set snapshot the version was trained on."""
-    sha = version.tags["assay.training_set_sha256"]
+    sha = version.tags[TRAINING_SET_SHA256_TAG]
     return pl.read_parquet(state().training_snapshot(spec.name, sha))
 
 

@@ -83,11 +83,11 @@ from resources.deployment.seldon import (
     render_v1,
 )
 from resources.deployment.deployer import Served
-from training.artifacts import MODEL_SHA256_TAG, ArtifactMismatch
+from training.artifacts import ArtifactMismatch
+from training.tags import MODEL_SHA256_TAG
 
 FLAVOURS = ("core2", "v1")
 ENVIRONMENT_LABEL = "assay.dev/environment"
-SHA256_TAG = MODEL_SHA256_TAG  # the whole logged model's hash recorded at training (training/train.py)
 
 # What Seldon's storage initializer (rclone) can fetch a model folder from. A registry `source`
 # such as models:/m-..., runs:/..., mlflow-artifacts:/... or a local path cannot be.
@@ -327,9 +327,9 @@ class SeldonDeployer(Deployer):
                 f"({', '.join(sorted(STORAGE_SCHEMES))}), e.g. s3://bucket/mlflow, served without "
                 "the mlflow-artifacts proxy"
             )
-        sha256 = registry.version(name, version).tags.get(SHA256_TAG)
+        sha256 = registry.version(name, version).tags.get(MODEL_SHA256_TAG)
         if not sha256:
-            raise SeldonDeployError(f"{name} v{version} has no {SHA256_TAG} tag (recorded at training): "
+            raise SeldonDeployError(f"{name} v{version} has no {MODEL_SHA256_TAG} tag (recorded at training): "
                                     "refusing to release an artifact that cannot be traced")  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="assay-release-") as scratch:
             try:
