@@ -16,18 +16,15 @@ from assay.releases import ReleaseEvent, record
 from assay.settings import REPO_ROOT, state
 from assay.spec import UseCase
 from resources.registry import ModelRegistry, PromotionRefused
-from resources.training.trainer import Trainer
+from resources.training.trainer import Trainer, training_job
 from training.evaluation import PRIMARY
+from training.job import TrainingJob
 from training.tags import (
     DAGSTER_RUN_ID_TAG,
     FEATURE_MODEL_VERSIONS_TAG,
     GIT_SHA_TAG,
-    MODEL_SHA256_TAG,
     PAYLOAD_SHA256_TAG,
     STARTED_BY_TAG,
-    TRAINING_SET_SHA256_TAG,
-    TRAINING_WINDOW_TAG,
-    USE_CASE_TAG,
 )
 
 GATES = {
@@ -78,41 +75,15 @@ def _feature_versions(context: dg.AssetExecutionContext, spec: UseCase) -> dict[
     return versions
 
 
-def training_extras(context, spec: UseCase, family: str, registry: ModelRegistry) -> dict:
+def _training_job_for_run(context: dg.AssetExecutionContext, spec: UseCase, family: str,
+                          registry: ModelRegistry) -> TrainingJob:
     snapshot = _training_set(context, spec)
-    return job_extras(spec, family, {k: v.value for k, v in snapshot.metadata.items()}, registry.alias(spec.name), {
+    return training_job(spec, family, {k: v.value for k, v in snapshot.metadata.items()}, registry.alias(spec.name), {
         FEATURE_MODEL_VERSIONS_TAG: json.dumps(_feature_versions(context, spec), sort_keys=True),
         GIT_SHA_TAG: _git_sha(),
         DAGSTER_RUN_ID_TAG: context.run.run_id,
         STARTED_BY_TAG: started_by(context),
     })
-
-
-def job_extras(spec: UseCase, family: str, snapshot: dict, champion, provenance: dict[str, str]) -> dict:
-    """What the training entrypoint needs (`training.train.TrainingJob`), from the spec, the training
-    set's metadata and the current champion; no Dagster context, so a benchmark can build one too."""
-    f = spec.features
-    return {
-        "use_case": spec.name,
-        "family": family,
-        "snapshot": str(state().training_snapshot(spec.name, snapshot["sha256"])),
-        "snapshot_sha256": snapshot["sha256"],
-        "features": {"numeric": f.columns.numeric, "categorical": f.columns.categorical, "target": f.target,
-                     "task": f.task, "timestamp": f.timestamp, "slices": f.slices,
-                     "known_after_prediction": f.known_after_prediction},
-        "holdout_days": spec.training.holdout_days,
-        "gates": spec.gates.model_dump(),
-        "registered_model": spec.name,
-        "experiment": f"assay/{spec.name}",
-        "champion": {"version": champion.version, "uri": champion.uri,
-                     "model_sha256": champion.tags.get(MODEL_SHA256_TAG)} if champion else None,
-        "provenance": {
-            USE_CASE_TAG: spec.name,
-            TRAINING_SET_SHA256_TAG: snapshot["sha256"],
-            TRAINING_WINDOW_TAG: f"{snapshot['window_start']}..{snapshot['window_end']}",
-            **provenance,
-        },
-    }
 
 
 def _with_description(result):
@@ -141,9 +112,10 @@ def build_candidate(spec: UseCase, family: str) -> dg.AssetsDefinition:
         pool="gpu",  # bounds concurrent trainings; on Kubernetes each one holds a GPU
     )
     def candidate(context: dg.AssetExecutionContext, trainer: Trainer, registry: ModelRegistry):
-        registry.ensure_experiment(f"assay/{spec.name}")
-        extras = training_extras(context, spec, family, registry)
-        results = [_with_description(r) for r in trainer.train(context, extras, registry.tracking_uri).get_results()]
+        job = _training_job_for_run(context, spec, family, registry)
+        registry.ensure_experiment(job.experiment)
+        invocation = trainer.train(context, job.to_extras(), registry.tracking_uri)
+        results = [_with_description(r) for r in invocation.get_results()]
         materialization = next(r for r in results if isinstance(r, dg.MaterializeResult))
         version = materialization.metadata["model_version"].value
         trained = materialization.metadata["artifact_sha256"].value

@@ -95,14 +95,14 @@ def import_compute_libraries() -> float:
 def alone(resources, spec, landing, day: str) -> list[tuple[str, float]]:
     """The day's compute, called directly; (step, seconds) in order."""
     from assay.contract import data_gates
-    from assets.models import job_extras
     from resources.dbt import dbt_vars, dimension_models
     from resources.deployment.release import post_deploy_checks
     from resources.raw_tables import store_partition
     from resources.snapshots import read_training_window, write_snapshot
+    from resources.training.trainer import training_job
     from training.evaluation import PRIMARY
     from training.tags import STARTED_BY_TAG
-    from training.train import TrainingJob, run
+    from training.train import run
 
     warehouse, registry, deployer = resources["warehouse"], resources["registry"], resources["deployer"]
     timed: list[tuple[str, float]] = []
@@ -145,7 +145,7 @@ def alone(resources, spec, landing, day: str) -> list[tuple[str, float]]:
     champion = registry.alias(spec.name)
     scored = []
     for family in spec.models:
-        job = TrainingJob.from_extras(job_extras(spec, family, snapshot, champion, {STARTED_BY_TAG: "bench"}))
+        job = training_job(spec, family, snapshot, champion, {STARTED_BY_TAG: "bench"})
 
         def candidate(job=job):
             metadata, _ = run(job, log=lambda *_: None)

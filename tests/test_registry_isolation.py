@@ -106,12 +106,12 @@ def test_a_copied_state_serves_its_own_staged_model_files(tmp_path):
 
 
 def test_a_copied_state_trains_on_its_own_snapshot_not_the_path_recorded_in_the_event(tmp_path, monkeypatch, weather_spec):
-    from assets.models import job_extras
+    from resources.training.trainer import training_job
 
     monkeypatch.setenv("ASSAY_HOME", str(tmp_path / "copy"))
     recorded = {"snapshot": str(tmp_path / "original" / "snapshots" / "weather" / "training_set" / "abc.parquet"),
                 "sha256": "abc", "window_start": "2013-01-01", "window_end": "2013-01-14"}
 
-    extras = job_extras(weather_spec, "lightgbm", recorded, None, {})
+    extras = training_job(weather_spec, "lightgbm", recorded, None, {}).to_extras()
 
     assert extras["snapshot"] == str((tmp_path / "copy").resolve() / "snapshots" / "weather" / "training_set" / "abc.parquet")

@@ -17,7 +17,6 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from training.evaluation import (
     slice_parity_gate,
     slice_table,
 )
+from training.job import TrainingJob
 from training.tabular import FeatureSet
 from training.tags import (
     DAGSTER_RUN_ID_TAG,
@@ -50,41 +50,6 @@ from training.tags import (
 )
 
 TRAINING_DIR = Path(__file__).resolve().parent
-
-
-@dataclass(frozen=True)
-class TrainingJob:
-    """Everything the orchestrator passes in (Pipes extras); nothing else is read from Dagster."""
-
-    use_case: str
-    family: str
-    snapshot: str
-    snapshot_sha256: str
-    features: FeatureSet
-    timestamp: str
-    slices: list[str]
-    known_after_prediction: list[str]
-    holdout_days: int
-    gates: dict
-    registered_model: str
-    experiment: str
-    champion: dict | None
-    provenance: dict[str, str]
-    seed: int = 13
-
-    @classmethod
-    def from_extras(cls, extras: dict) -> TrainingJob:
-        f = extras["features"]
-        return cls(
-            use_case=extras["use_case"], family=extras["family"], snapshot=extras["snapshot"],
-            snapshot_sha256=extras["snapshot_sha256"],
-            features=FeatureSet(numeric=f["numeric"], categorical=f["categorical"], target=f["target"], task=f["task"]),
-            timestamp=f["timestamp"], slices=f["slices"], known_after_prediction=f["known_after_prediction"],
-            holdout_days=extras["holdout_days"], gates=extras["gates"],
-            registered_model=extras["registered_model"], experiment=extras["experiment"],
-            champion=extras.get("champion"),
-            provenance=extras["provenance"], seed=extras.get("seed", 13),
-        )
 
 
 def split_by_time(frame: pl.DataFrame, timestamp: str, holdout_days: int):
@@ -136,7 +101,7 @@ def _champion_score(job: TrainingJob, holdout: pl.DataFrame, y: np.ndarray) -> t
     if not job.champion:
         return None, None
     try:
-        model = load_verified(job.champion["uri"], job.champion.get("model_sha256"))
+        model = load_verified(job.champion.uri, job.champion.model_sha256)
     except ArtifactMismatch as refusal:
         return None, str(refusal)
     predictions = np.asarray(model.predict(model_input(holdout, job.features)), dtype=float)
@@ -223,7 +188,7 @@ def run(job: TrainingJob, log=print) -> tuple[dict, list[Gate]]:
     gates = [
         floor_gate(scores, task, job.gates),
         no_regression_gate(scores[metric], champion, task, job.gates.get("max_regression", 0.0),
-                           job.champion["version"] if job.champion else None, champion_refused),
+                           job.champion.version if job.champion else None, champion_refused),
         slice_parity_gate(table, task, job.gates.get("max_slice_gap"), job.gates.get("min_slice_size", 100)),
         *([calibration_gate(scores, task, job.gates.get("max_calibration_error"))]
           if task == "binary_classification" else []),
