@@ -33,7 +33,7 @@ import duckdb  # noqa: E402
 from assay.contract import ContractViolation, read_landing_file, sha256_file  # noqa: E402
 from harness.replay import replay  # noqa: E402
 from definitions import current_definitions  # noqa: E402
-from harness.runs import asset_keys, feature_keys, stage  # noqa: E402
+from harness.runs import feature_keys, selected_keys, stage  # noqa: E402
 from assay.settings import StateLayout, prepare_environment  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
 from resources.landing_zone import LandingZone  # noqa: E402
@@ -74,7 +74,7 @@ class History:
                 store_partition(self.warehouse, SPEC.name, name, table, frame, day, str(path), sha256_file(path))
         self.defs = current_definitions()
         self.instance = dg.DagsterInstance.from_config(str(self.layout.dagster_home))
-        self._run(None, asset_keys(self.defs, stage(SPEC, "staging", "features")),
+        self._run(None, selected_keys(self.defs, stage(SPEC, "staging", "features")),
                   tags={"dagster/asset_partition_range_start": self.first_day.isoformat(),
                         "dagster/asset_partition_range_end": (INCREMENT_DAYS - timedelta(days=1)).isoformat()})
         self.next_day = INCREMENT_DAYS
@@ -97,7 +97,7 @@ class History:
         day = self.next_day.isoformat()
         began = time.perf_counter()
         replay(SPEC, self.landing, self.next_day, 1)
-        self._run(day, asset_keys(self.defs, stage(SPEC, "raw"), partitioned=True))
+        self._run(day, selected_keys(self.defs, stage(SPEC, "raw"), partitioned=True))
         self._run(day, feature_keys(self.defs, SPEC))
         elapsed = time.perf_counter() - began
         self.next_day += timedelta(days=1)

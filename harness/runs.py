@@ -31,8 +31,8 @@ def stage(spec: UseCase, *stages: str) -> dg.AssetSelection:
     return dg.AssetSelection.tag("use_case", spec.name) & in_stages
 
 
-def asset_keys(defs: dg.Definitions, selection: dg.AssetSelection,
-               partitioned: bool | None = None) -> list[dg.AssetKey]:
+def selected_keys(defs: dg.Definitions, selection: dg.AssetSelection,
+                  partitioned: bool | None = None) -> list[dg.AssetKey]:
     """The keys `selection` picks in `defs`; `partitioned` keeps only the daily (True) or only the
     unpartitioned (False) ones, which no tag or kind tells apart."""
     graph = defs.resolve_asset_graph()
@@ -43,7 +43,7 @@ def asset_keys(defs: dg.Definitions, selection: dg.AssetSelection,
 def feature_keys(defs: dg.Definitions, spec: UseCase) -> list[dg.AssetKey]:
     """What a features run builds: the features and the daily staging models under them (the dimension
     views follow their own tables, not the days)."""
-    return asset_keys(defs, stage(spec, "features")) + asset_keys(defs, stage(spec, "staging"), partitioned=True)
+    return selected_keys(defs, stage(spec, "features")) + selected_keys(defs, stage(spec, "staging"), partitioned=True)
 
 
 def run_step(defs: dg.Definitions, instance: dg.DagsterInstance, what: str, selection, partition: str | None = None,
@@ -72,13 +72,13 @@ def materialize_window(
     if through not in STAGES:
         raise ValueError(f"through must be one of {STAGES}, not {through!r}")
     runs: list[StepRun] = []
-    dimensions = asset_keys(defs, stage(spec, "raw"), partitioned=False)
+    dimensions = selected_keys(defs, stage(spec, "raw"), partitioned=False)
     if dimensions:
         runs.append(run_step(defs, instance, "raw dimensions", dimensions))
-        dimension_views = asset_keys(defs, stage(spec, "staging"), partitioned=False)
+        dimension_views = selected_keys(defs, stage(spec, "staging"), partitioned=False)
         if dimension_views and runs[-1].success:
             runs.append(run_step(defs, instance, "dimension views", dimension_views))
-    daily = asset_keys(defs, stage(spec, "raw"), partitioned=True)
+    daily = selected_keys(defs, stage(spec, "raw"), partitioned=True)
     for day in days:
         runs.append(run_step(defs, instance, "raw", daily, partition=day))
     features = feature_keys(defs, spec)
@@ -87,15 +87,15 @@ def materialize_window(
         runs.append(run_step(defs, instance, "features", features, tags=tags, label=f"{first}...{last}"))
     built = [r for r in runs if r.what == "features"]
     if through != "features" and built and all(r.success for r in built):
-        runs.append(run_step(defs, instance, "training set", asset_keys(defs, stage(spec, "training_set"))))
+        runs.append(run_step(defs, instance, "training set", selected_keys(defs, stage(spec, "training_set"))))
         if through in ("champion", "deployment") and runs[-1].success:
-            models = asset_keys(defs, stage(spec, "model", "champion"))
+            models = selected_keys(defs, stage(spec, "model", "champion"))
             runs.append(run_step(defs, instance, "models and champion", models))
             if through == "deployment" and runs[-1].success:
                 # Environments that need a person's approval are left for `assay approve` + a run.
                 gated = (dg.AssetSelection.tag("environment", name) for name in spec.release.approval_required)
                 automatic = functools.reduce(operator.sub, gated, stage(spec, "deployment"))
-                runs.append(run_step(defs, instance, "deployments", asset_keys(defs, automatic)))
+                runs.append(run_step(defs, instance, "deployments", selected_keys(defs, automatic)))
     return runs
 
 
