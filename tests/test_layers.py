@@ -6,6 +6,7 @@ a function too: it runs sooner or later. `bench/` and `tests/` sit on top and ma
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,28 @@ def test_an_import_from_a_lower_layer_into_a_higher_one_is_found(tmp_path):
 @pytest.mark.parametrize("package", LAYERS)
 def test_the_layer_order_names_real_folders(package):
     assert (REPO / package).is_dir() or (REPO / f"{package}.py").is_file()
+
+
+def readme_layout() -> dict[str, str]:
+    """The README's layout table: path -> what its row says."""
+    text = (REPO / "README.md").read_text()
+    table = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("| `")]
+    return {cells[1].strip().strip("`"): cells[2] for cells in rows}
+
+
+def test_the_readme_layout_table_has_a_row_for_every_layer():
+    rows = readme_layout()
+    assert [name for name in LAYERS if f"{name}/" not in rows and f"{name}.py" not in rows] == []
+
+
+def test_every_module_the_readme_layout_table_names_exists_in_its_folder():
+    missing = []
+    for path, text in readme_layout().items():
+        folder = REPO / path
+        if not folder.is_dir():
+            continue
+        for module in re.findall(r"`([\w/]+\.(?:py|json))`", text):
+            if not list(folder.rglob(module.split("/")[-1])) and not (folder / module).exists():
+                missing.append(f"{path}{module}")
+    assert missing == []
