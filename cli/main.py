@@ -217,14 +217,19 @@ def cmd_dbt_parse(args: argparse.Namespace) -> int:
     )
 
 
+def _replay_window(command: argparse.ArgumentParser, days: int) -> None:
+    """The use case and the window of its replayed days, as `replay` and `simulate` take them."""
+    command.add_argument("use_case")
+    command.add_argument("--start", help="first day, YYYY-MM-DD (default: the use case's first partition)")
+    command.add_argument("--days", type=int, default=days)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="assay", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = root.add_subparsers(dest="command", required=True)
 
     replay = commands.add_parser("replay", help="land a window of real daily files for a use case")
-    replay.add_argument("use_case")
-    replay.add_argument("--start", help="first day, YYYY-MM-DD (default: the use case's first partition)")
-    replay.add_argument("--days", type=int, default=14)
+    _replay_window(replay, days=14)
     replay.set_defaults(run=cmd_replay)
 
     status = commands.add_parser("status", help="use cases, their assets' latest state and gate results")
@@ -243,9 +248,7 @@ def parser() -> argparse.ArgumentParser:
     build.set_defaults(run=cmd_build)
 
     simulate = commands.add_parser("simulate", help="replay days through the sensors and automation, with a timeline")
-    simulate.add_argument("use_case")
-    simulate.add_argument("--start", help="first day, YYYY-MM-DD (default: the use case's first partition)")
-    simulate.add_argument("--days", type=int, default=60)
+    _replay_window(simulate, days=60)
     simulate.set_defaults(run=cmd_simulate)
 
     serve = commands.add_parser("serve", help="the local model servers (one per deployment environment)")
