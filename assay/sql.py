@@ -8,6 +8,7 @@ quoted identifier early and become SQL.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 
 from sqlglot import exp
 
@@ -27,3 +28,11 @@ def identifiers(names: Iterable[str]) -> str:
 def table(schema: str, name: str) -> str:
     """A quoted schema-qualified table: `"schema"."name"`."""
     return exp.table_(name, db=schema, quoted=True).sql(DIALECT)
+
+
+
+def equals_date(column: str, day: date) -> str:
+    """`"column" = CAST('YYYY-MM-DD' AS DATE)`: a partition predicate, for DuckDB or a Delta table's
+    DataFusion, from a parsed date only (never text a caller sent)."""
+    literal = exp.cast(exp.Literal.string(date.isoformat(day)), exp.DataType.Type.DATE)
+    return exp.EQ(this=exp.Column(this=exp.to_identifier(column, quoted=True)), expression=literal).sql(DIALECT)

@@ -37,6 +37,7 @@ import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
+from assay import sql
 from assay.spec import NAME
 
 # Team names come from the spec's owner (`team:flight-ops-ml`), which Dagster allows hyphens in; they
@@ -142,8 +143,7 @@ class Lake:
                              f"not {partition_by}")
         column = _check("partition column", partition_by[0], COLUMN)
         data = _stamped(table, frame, column, day)
-        # Built from a parsed date and a checked identifier only: no caller text reaches the predicate.
-        predicate = f'"{column}" = DATE \'{day.isoformat()}\''
+        predicate = sql.equals_date(column, day)  # a checked identifier and a parsed date, quoted by sqlglot
         try:
             write_deltalake(snapshot, data, mode="overwrite", predicate=predicate,
                             commit_properties=CommitProperties(

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 import pytest
+import sqlglot
 
 from assay import sql
 from assay.settings import REPO_ROOT
@@ -95,3 +96,12 @@ def test_the_training_window_reads_a_training_model_named_like_a_keyword(tmp_pat
 
     assert window[f.entity].to_list() == [1, 2]
     assert window[f.timestamp].max().date() == date(2013, 1, 2)
+
+
+def test_a_partition_predicate_keeps_a_hostile_column_one_identifier_and_the_day_a_date_literal():
+    predicate = sql.equals_date(HOSTILE, date(2013, 1, 2))
+
+    parsed = sqlglot.parse_one(predicate, read=sql.DIALECT)
+    assert isinstance(parsed, sqlglot.exp.EQ)
+    assert parsed.this.name == HOSTILE
+    assert parsed.expression.sql(sql.DIALECT) == "CAST('2013-01-02' AS DATE)"
