@@ -131,6 +131,13 @@ class Features(_Strict):
         """The dbt model whose rows make the training set (the last one listed)."""
         return self.dbt_models[-1]
 
+    def feature_set(self):
+        """What a model takes and predicts (training/tabular.py's FeatureSet), as training, serving checks,
+        monitoring and the benchmarks all need it; training/ stays free of the spec."""
+        from training.tabular import FeatureSet
+
+        return FeatureSet(self.columns.numeric, self.columns.categorical, self.target, self.task)
+
     @model_validator(mode="after")
     def _consistent(self) -> Features:
         features = set(self.columns.numeric) | set(self.columns.categorical)

@@ -92,12 +92,10 @@ def reference_frame(spec: UseCase, registry: ModelRegistry, version: str) -> pl.
     cached = snapshots / "reference_scores" / f"{sha}-v{version}.parquet"
     if cached.exists():
         return pl.read_parquet(cached)
-    from training.tabular import FeatureSet
     from training.train import model_input
 
     frame = pl.read_parquet(state().training_snapshot(spec.name, sha))
-    f = spec.features
-    features = FeatureSet(f.columns.numeric, f.columns.categorical, f.target, f.task)
+    features = spec.features.feature_set()
     model = registry.load_model(spec.name, version)  # its files hashed against the record before unpickling
     scores = np.asarray(model.predict(model_input(frame, features)), dtype=float)
     scored = frame.with_columns(pl.Series("prediction", scores))

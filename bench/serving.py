@@ -275,7 +275,6 @@ def main() -> None:
     from resources.registry import ModelRegistry
     from resources.deployment.model_server import LocalModelServer
     from serving.requests import v2_request
-    from training.tabular import FeatureSet
     from training.tags import FAMILY_TAG, TRAINING_SET_SHA256_TAG
     from training.train import model_input
 
@@ -304,7 +303,7 @@ def main() -> None:
         raise SystemExit(f"the training-set snapshot of {spec.name} v{measured.version} is missing: {snapshot_path}")
 
     f = spec.features
-    features = FeatureSet(f.columns.numeric, f.columns.categorical, f.target, f.task)
+    features = f.feature_set()
     sample = pl.read_parquet(snapshot_path).tail(SAMPLE_ROWS)
     family = measured.tags.get(FAMILY_TAG, "?")
     print(f"{spec.name} v{measured.version} ({family}), {sample.height} rows of snapshot {snapshot_path.name[:12]}…; "

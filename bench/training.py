@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from assay.settings import state  # noqa: E402
 from assay.spec import load_spec  # noqa: E402
 from training.evaluation import metrics  # noqa: E402
-from training.tabular import FAMILIES, FeatureSet  # noqa: E402
+from training.tabular import FAMILIES  # noqa: E402
 from training.torch_family import CPU_THREADS  # noqa: E402
 from training.train import split_by_time  # noqa: E402
 from results import write_section  # noqa: E402  (bench/results.py, beside this script)
@@ -72,7 +72,7 @@ def main() -> None:
 
     spec = load_spec(REPO / "usecases" / f"{args.use_case}.yaml")
     f = spec.features
-    features = FeatureSet(f.columns.numeric, f.columns.categorical, f.target, f.task)
+    features = f.feature_set()
     snapshot = args.snapshot or latest_snapshot(spec.name)
     train, valid, holdout = split_by_time(pl.read_parquet(snapshot), f.timestamp, spec.training.holdout_days)
     y = holdout[f.target].to_numpy().astype(float)

@@ -109,7 +109,6 @@ def latency_budget(release, timed) -> tuple[float | None, str]:
 def post_deploy_checks(spec: UseCase, endpoint, registry: ModelRegistry, version: Version) -> list[GateResult]:
     """The post-deploy gates of `version` as `endpoint` serves it: ready, smoke_equals_offline, latency_p99,
     rejects_malformed."""
-    from training.tabular import FeatureSet
     from training.train import model_input
 
     f, release = spec.features, spec.release
@@ -119,7 +118,7 @@ def post_deploy_checks(spec: UseCase, endpoint, registry: ModelRegistry, version
 
     sample = _sample(spec, version)
     status, body = endpoint.infer(spec.name, v2_request(sample, f.columns.numeric, f.columns.categorical))
-    features = FeatureSet(f.columns.numeric, f.columns.categorical, f.target, f.task)
+    features = f.feature_set()
     offline = np.asarray(registry.load_model(spec.name, version.version).predict(model_input(sample, features)),
                          dtype=float)
     if status == 200:

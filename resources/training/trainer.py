@@ -14,7 +14,6 @@ from assay.settings import state
 from assay.spec import UseCase
 from resources.registry import Version
 from training.job import Champion, TrainingJob
-from training.tabular import FeatureSet
 from training.tags import MODEL_SHA256_TAG, TRAINING_SET_SHA256_TAG, TRAINING_WINDOW_TAG, USE_CASE_TAG
 
 # The entrypoint every trainer runs, a dagster-pipes program (training/train.py).
@@ -38,7 +37,7 @@ def training_job(spec: UseCase, family: str, snapshot: dict, champion: Version |
         family=family,
         snapshot=str(state().training_snapshot(spec.name, snapshot["sha256"])),
         snapshot_sha256=snapshot["sha256"],
-        features=FeatureSet(f.columns.numeric, f.columns.categorical, f.target, f.task),
+        features=f.feature_set(),
         timestamp=f.timestamp,
         slices=f.slices,
         known_after_prediction=f.known_after_prediction,
