@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -61,6 +62,10 @@ class LakeConflict(RuntimeError):
         self.table, self.day = table, day
         super().__init__(f"{table}: another writer replaced {day.isoformat()} first; this load committed "
                          f"nothing, rerun it to replace the day again ({detail.splitlines()[0]})")
+
+
+class LakeUnsafe(RuntimeError):
+    """The object store does not honour conditional writes, so a commit could overwrite another."""
 
 
 def _check(part: str, value: object, rule: re.Pattern) -> str:
@@ -151,6 +156,37 @@ class Lake:
         except CommitFailedError as error:
             raise LakeConflict(table, day, str(error)) from error
         return snapshot.version()
+
+    def check_conditional_put(self) -> None:
+        """Refuse an S3 store that accepts `If-None-Match: *` and ignores it (some S3 look-alikes do):
+        there, two commits of one version both "succeed" and one silently overwrites the other, so the
+        lake's whole concurrency guarantee rests on this. Puts a probe object twice, requires the
+        second to be refused with 412, deletes it. A local store needs no check (its commit is an
+        atomic create-if-absent)."""
+        if not self.root.startswith("s3://"):
+            return
+        import boto3
+        from botocore.exceptions import ClientError
+
+        bucket, _, prefix = self.root.removeprefix("s3://").partition("/")
+        options = self.storage_options or {}
+        client = boto3.client("s3", endpoint_url=options.get("AWS_ENDPOINT_URL"), region_name=options.get("AWS_REGION"),
+                              aws_access_key_id=options.get("AWS_ACCESS_KEY_ID"),
+                              aws_secret_access_key=options.get("AWS_SECRET_ACCESS_KEY"),
+                              aws_session_token=options.get("AWS_SESSION_TOKEN"))
+        probe = f"{prefix}/.assay-conditional-put-probe/{uuid.uuid4().hex}".lstrip("/")
+        client.put_object(Bucket=bucket, Key=probe, Body=b"1", IfNoneMatch="*")
+        try:
+            client.put_object(Bucket=bucket, Key=probe, Body=b"2", IfNoneMatch="*")
+        except ClientError as error:
+            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 412:
+                raise
+        else:
+            raise LakeUnsafe(f"{self.root}: the store accepted a second put of {probe} with If-None-Match: *; "
+                             "concurrent commits would overwrite each other. Use a store that honours "
+                             "conditional writes (AWS S3, MinIO, R2)")
+        finally:
+            client.delete_object(Bucket=bucket, Key=probe)
 
     def version(self, table: LakeTable) -> int:
         """The table's latest committed version."""

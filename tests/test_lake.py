@@ -4,11 +4,13 @@ writers of one day give one winner and a clear conflict, and an old version read
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -18,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from resources.lake import Lake, LakeConflict, LakeTable, s3_storage_options
+from resources.lake import Lake, LakeConflict, LakeTable, LakeUnsafe, s3_storage_options
 from conftest import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,3 +247,46 @@ def test_s3_options_come_from_the_environment_only():
                "AWS_ENDPOINT_URL": "", "HOME": "/root"}
     assert s3_storage_options(environ) == {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret",
                                            "AWS_REGION": "eu-west-1"}
+
+
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)
+def test_an_s3_store_that_honours_conditional_puts_passes_the_check_and_keeps_no_probe(lake):
+    import boto3
+
+    lake.check_conditional_put()  # moto refuses a second If-None-Match put with 412, as AWS S3 does
+
+    bucket, _, prefix = lake.root.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount") == 0
+
+
+class IgnoresConditions(http.server.BaseHTTPRequestHandler):
+    """An S3 look-alike that takes every put, If-None-Match or not."""
+
+    def do_PUT(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("ETag", '"0"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_DELETE(self):
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_s3_store_that_ignores_conditional_puts_is_refused_before_any_write(monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_ports(1)), IgnoresConditions)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}",
+                           "AWS_ALLOW_HTTP": "true"}.items():
+            monkeypatch.setenv(key, value)
+        with pytest.raises(LakeUnsafe, match="If-None-Match"):
+            Lake("s3://careless/assay").check_conditional_put()
+    finally:
+        server.shutdown()
